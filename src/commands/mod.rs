@@ -1,0 +1,4 @@
+//! One module per subcommand: each turns parsed arguments into calls on the library.
+
+pub mod generate;
+pub mod validate;

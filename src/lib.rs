@@ -1,0 +1,18 @@
+//! # lpc-bench
+//!
+//! A testbed for Latent Preference Coding (LPC, Gong et al., ICML 2025) and its peers
+//! (DPO, IPO, SimPO, cDPO, rDPO) on synthetic preference worlds with known latent types, and on
+//! real preference data. See `README.md` and `docs/METHOD.md`.
+//!
+//! The data flow, one module per arrow:
+//! `scenario → synth (world) → data (pairs, batches) → model → objective → train → metrics →
+//! results`, with `cli` and `commands` on top and `main.rs` a few lines long.
+
+pub mod cli;
+pub mod commands;
+pub mod data;
+pub mod error;
+pub mod rng;
+pub mod scenario;
+
+pub use error::{Error, Result};

@@ -1,0 +1,1275 @@
+//! Scenario files: the TOML format, its defaults, and validation.
+//!
+//! A scenario is a plain serde struct tree with `deny_unknown_fields` and a documented default for
+//! every optional field. Loading is two steps, after the habit of ripgrep and linfa: parse the raw
+//! file (the toml crate reports line and column), then [`Scenario::validate`] checks every rule and
+//! names the field that broke it (`world.types must be >= 1`). The resolved scenario (every default
+//! filled in) is written beside every result with [`Scenario::to_toml`].
+//!
+//! This module never touches tensors.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Why a scenario could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read scenario {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The toml crate's message carries the line, column and the offending key.
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// A rule on a field's value was broken.
+    #[error("{path}: {field} {rule}")]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        rule: String,
+    },
+}
+
+/// A broken validation rule, before the file path is attached.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleError {
+    /// Dotted path of the field, e.g. `world.types` or `methods[2].beta`.
+    pub field: String,
+    /// The rule, phrased to follow the field name: `must be >= 1`.
+    pub rule: String,
+}
+
+impl std::fmt::Display for RuleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.field, self.rule)
+    }
+}
+
+fn rule(field: impl Into<String>, rule: impl Into<String>) -> RuleError {
+    RuleError {
+        field: field.into(),
+        rule: rule.into(),
+    }
+}
+
+/// A whole scenario file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Name used for result folders and tables. Default: the file stem.
+    #[serde(default)]
+    pub name: String,
+    /// Free text shown in reports. Default: empty.
+    #[serde(default)]
+    pub description: String,
+    /// The synthetic world. Required unless `data.files` names real data.
+    #[serde(default)]
+    pub world: Option<WorldSpec>,
+    /// Label noise. Default: no flips.
+    #[serde(default)]
+    pub noise: NoiseSpec,
+    /// Pair counts and the master seed.
+    #[serde(default)]
+    pub data: DataSpec,
+    /// The policy backbone. Default: the CPU-sized model (d_model 64, 2 layers, 4 heads).
+    #[serde(default)]
+    pub model: ModelSpec,
+    /// The training loop. Default: 500 steps of Adam at 1e-3, batch 64.
+    #[serde(default)]
+    pub train: TrainSpec,
+    /// What to train and compare. Default: `dpo` and `lpc-dpo`.
+    #[serde(default = "default_methods")]
+    pub methods: Vec<MethodSpec>,
+    /// Grid over fields (see the `sweep` module). Default: none (one cell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<toml::Table>,
+}
+
+/// The synthetic world (METHOD.md §2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorldSpec {
+    /// Vocabulary size V (token ids 0..V). Default 16. Must be >= 2.
+    #[serde(default = "d_vocab")]
+    pub vocab: usize,
+    /// Prompt length L_x. Default 6. Must be >= 1.
+    #[serde(default = "d_len")]
+    pub prompt_len: usize,
+    /// Maximum response length L_y. Default 6. Must be >= 1.
+    #[serde(default = "d_len")]
+    pub response_len: usize,
+    /// Minimum response length; lengths are drawn uniformly in
+    /// `[response_len_min, response_len]`. Default: equal to `response_len` (fixed length).
+    #[serde(default)]
+    pub response_len_min: Option<usize>,
+    /// Number of prompt sources S. Default 2. Must be >= 1.
+    #[serde(default = "d_two")]
+    pub sources: usize,
+    /// Number of latent preference types T. Default 2. Must be >= 1.
+    #[serde(default = "d_two")]
+    pub types: usize,
+    /// Mixture weights over types (unnormalised, length T). Default: uniform.
+    /// With coupling < 1 this is the population mixture the population oracle knows.
+    #[serde(default)]
+    pub type_weights: Option<Vec<f64>>,
+    /// Mixture weights over sources (unnormalised, length S). Default: chosen so that the type
+    /// marginal equals `type_weights` when S is a multiple of T, else uniform.
+    #[serde(default)]
+    pub source_weights: Option<Vec<f64>>,
+    /// Coupling c in [0, 1]: P(type = t | source s) = c 1[t = s mod T] + (1 - c) w_t, with w the
+    /// normalised type weights (uniform weights give METHOD.md's (1 - c)/T). Default 1.
+    #[serde(default = "d_one")]
+    pub coupling: f64,
+    /// Reward family. Default `linear`.
+    #[serde(default)]
+    pub reward: RewardFamily,
+    /// Token feature dimension m of phi: V -> R^m. Default 8. Must be >= T (the simplex needs
+    /// T - 1 dimensions beside the shared direction).
+    #[serde(default = "d_feature_dim")]
+    pub feature_dim: usize,
+    /// Scale multiplying every reward (rewards are otherwise O(1)). Default 6.
+    #[serde(default = "d_reward_scale")]
+    pub reward_scale: f64,
+    /// Distance knob d in [0, 1]: cos(theta_i, theta_j) = 1 - d T/(T-1). Default 1.
+    #[serde(default = "d_one")]
+    pub distance: f64,
+    /// Length-term weight l_t per type (length T) or one value for all: r_t += l_t |y| / L_y.
+    /// Default 0 (no length term).
+    #[serde(default)]
+    pub length_weight: Option<Vec<f64>>,
+    /// Bradley–Terry temperature tau_bt > 0: P(y1 > y2) = sigmoid((r(y1) - r(y2)) / tau_bt).
+    /// Default 1.
+    #[serde(default = "d_one")]
+    pub bt_temperature: f64,
+    /// Reference policy that draws responses. Default `uniform`.
+    #[serde(default)]
+    pub reference: ReferenceKind,
+    /// Dirichlet concentration of each source's prompt-token distribution. Default 0.5 (peaked,
+    /// so sources are distinguishable from their prompts). Must be > 0.
+    #[serde(default = "d_prompt_concentration")]
+    pub prompt_concentration: f64,
+    /// Dirichlet concentration of the Markov reference's transition rows. Default 1. Must be > 0.
+    #[serde(default = "d_one")]
+    pub markov_concentration: f64,
+    /// Number of annotators (each has one fixed type drawn from the type mixture; pairs are
+    /// assigned to an annotator of their type). 0 = no annotator ids. Default 0.
+    #[serde(default)]
+    pub annotators: usize,
+}
+
+/// Reward family of the synthetic world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RewardFamily {
+    /// r_t(x, y) = (1/L_y) sum_i <theta_t, phi(y_i)>.
+    #[default]
+    Linear,
+    /// Non-additive: r_t(x, y) = (1/(L_y-1)) sum_i <theta_t, psi(y_{i-1}, y_i)>, plus the
+    /// prompt-token interaction <theta_t, psi(x_last, y_1)>, with psi a fixed random bigram map.
+    Bigram,
+}
+
+/// The reference policy pi_ref of the synthetic world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReferenceKind {
+    /// Every response token uniform over the vocabulary.
+    #[default]
+    Uniform,
+    /// A random first-order Markov chain per source (Dirichlet rows).
+    Markov,
+}
+
+/// Label noise.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoiseSpec {
+    /// Probability epsilon that a Bradley–Terry label is flipped after it is drawn. Default 0.
+    #[serde(default)]
+    pub flip_rate: f64,
+}
+
+impl Default for NoiseSpec {
+    fn default() -> Self {
+        Self { flip_rate: 0.0 }
+    }
+}
+
+/// Pair counts and the master seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    /// Training pairs. Default 8000. Must be >= 1.
+    #[serde(default = "d_train_pairs")]
+    pub train_pairs: usize,
+    /// Held-out pairs every score is computed on. Default 2000. Must be >= 1.
+    #[serde(default = "d_eval_pairs")]
+    pub eval_pairs: usize,
+    /// Master seed: every random stream (world, pairs, model init, batches, sampling) derives
+    /// from it by name. Default 0.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+impl Default for DataSpec {
+    fn default() -> Self {
+        Self {
+            train_pairs: d_train_pairs(),
+            eval_pairs: d_eval_pairs(),
+            seed: 0,
+        }
+    }
+}
+
+/// The policy backbone: a small causal transformer (see the `model` module).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Hidden size d (also the code dimension). Default 64.
+    #[serde(default = "d_d_model")]
+    pub d_model: usize,
+    /// Transformer layers. Default 2.
+    #[serde(default = "d_two")]
+    pub layers: usize,
+    /// Attention heads; must divide d_model. Default 4.
+    #[serde(default = "d_heads")]
+    pub heads: usize,
+    /// Feed-forward width. Default 4 * d_model.
+    #[serde(default)]
+    pub d_ff: Option<usize>,
+    /// Dropout probability in [0, 1). Default 0.
+    #[serde(default)]
+    pub dropout: f64,
+    /// Supervised warm-up steps fitting the starting policy to pi_ref. Default 300.
+    #[serde(default = "d_warmup_steps")]
+    pub warmup_steps: usize,
+    /// Learning rate of the warm-up. Default 3e-3.
+    #[serde(default = "d_warmup_lr")]
+    pub warmup_lr: f64,
+}
+
+impl Default for ModelSpec {
+    fn default() -> Self {
+        Self {
+            d_model: d_d_model(),
+            layers: 2,
+            heads: d_heads(),
+            d_ff: None,
+            dropout: 0.0,
+            warmup_steps: d_warmup_steps(),
+            warmup_lr: d_warmup_lr(),
+        }
+    }
+}
+
+impl ModelSpec {
+    /// Feed-forward width, resolved.
+    pub fn d_ff(&self) -> usize {
+        self.d_ff.unwrap_or(4 * self.d_model)
+    }
+}
+
+/// The training loop (shared by every method unless a method overrides `lr` or `steps`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSpec {
+    /// Optimiser steps. Default 500. Ignored when `epochs` is set.
+    #[serde(default = "d_steps")]
+    pub steps: usize,
+    /// Train for this many passes over the training pairs instead of `steps`. Default: unset.
+    #[serde(default)]
+    pub epochs: Option<usize>,
+    /// Pairs per step. Default 64.
+    #[serde(default = "d_batch")]
+    pub batch_size: usize,
+    /// Peak Adam learning rate. Default 1e-3.
+    #[serde(default = "d_lr")]
+    pub lr: f64,
+    /// Linear learning-rate warm-up steps. Default 20.
+    #[serde(default = "d_lr_warmup")]
+    pub lr_warmup_steps: usize,
+    /// Learning-rate schedule after warm-up. Default `cosine`.
+    #[serde(default)]
+    pub schedule: LrSchedule,
+    /// Global gradient-norm clip (0 = off). Default 1.
+    #[serde(default = "d_one")]
+    pub grad_clip: f64,
+    /// Evaluate on held-out pairs every this many steps. Default 50.
+    #[serde(default = "d_eval_every")]
+    pub eval_every: usize,
+    /// Which checkpoint is scored: the final one, or the one with the lowest held-out loss
+    /// (METHOD.md §4: DPO overfits noisy pairs). Default `best-eval-loss`.
+    #[serde(default)]
+    pub select: CheckpointSelect,
+    /// Device: `cpu`, `cuda` or `cuda:N`. Default `cpu`.
+    #[serde(default = "d_device")]
+    pub device: String,
+    /// CPU threads (0 = all cores). Default 0.
+    #[serde(default)]
+    pub threads: usize,
+}
+
+impl Default for TrainSpec {
+    fn default() -> Self {
+        Self {
+            steps: d_steps(),
+            epochs: None,
+            batch_size: d_batch(),
+            lr: d_lr(),
+            lr_warmup_steps: d_lr_warmup(),
+            schedule: LrSchedule::default(),
+            grad_clip: 1.0,
+            eval_every: d_eval_every(),
+            select: CheckpointSelect::default(),
+            device: d_device(),
+            threads: 0,
+        }
+    }
+}
+
+/// Learning-rate schedule after the linear warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LrSchedule {
+    Constant,
+    Linear,
+    #[default]
+    Cosine,
+}
+
+/// Which checkpoint a method reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckpointSelect {
+    Last,
+    #[default]
+    BestEvalLoss,
+}
+
+/// The base preference objective (METHOD.md §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ObjectiveKind {
+    Dpo,
+    Ipo,
+    Simpo,
+    /// Conservative DPO (label smoothing eps).
+    Cdpo,
+    /// Robust DPO (Chowdhury et al. 2024).
+    Rdpo,
+}
+
+impl ObjectiveKind {
+    pub const ALL: [ObjectiveKind; 5] = [
+        ObjectiveKind::Dpo,
+        ObjectiveKind::Ipo,
+        ObjectiveKind::Simpo,
+        ObjectiveKind::Cdpo,
+        ObjectiveKind::Rdpo,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectiveKind::Dpo => "dpo",
+            ObjectiveKind::Ipo => "ipo",
+            ObjectiveKind::Simpo => "simpo",
+            ObjectiveKind::Cdpo => "cdpo",
+            ObjectiveKind::Rdpo => "rdpo",
+        }
+    }
+}
+
+/// How the policy is conditioned on a latent code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LatentKind {
+    /// No code: the bare objective.
+    None,
+    /// Discrete codebook with prior and posterior (LPC).
+    Lpc,
+    /// Continuous Gaussian latent (VPL-style ablation).
+    Gaussian,
+    /// The true type as a one-hot code into a K = T codebook (upper bound; synthetic only).
+    Oracle,
+}
+
+/// A method name as written in scenario files: `[lpc-|oracle-]<objective>[-gaussian]`,
+/// e.g. `dpo`, `lpc-simpo`, `oracle-dpo`, `lpc-dpo-gaussian`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MethodName {
+    pub latent: LatentKind,
+    pub objective: ObjectiveKind,
+}
+
+impl MethodName {
+    /// Parse `dpo`, `lpc-dpo`, `oracle-ipo`, `lpc-dpo-gaussian`, ...
+    pub fn parse(s: &str) -> Option<MethodName> {
+        let (latent, rest) = if let Some(r) = s.strip_prefix("lpc-") {
+            match r.strip_suffix("-gaussian") {
+                Some(base) => (LatentKind::Gaussian, base),
+                None => (LatentKind::Lpc, r),
+            }
+        } else if let Some(r) = s.strip_prefix("oracle-") {
+            (LatentKind::Oracle, r)
+        } else {
+            (LatentKind::None, s)
+        };
+        let objective = ObjectiveKind::ALL
+            .into_iter()
+            .find(|o| o.as_str() == rest)?;
+        Some(MethodName { latent, objective })
+    }
+
+    pub fn canonical(self) -> String {
+        match self.latent {
+            LatentKind::None => self.objective.as_str().to_string(),
+            LatentKind::Lpc => format!("lpc-{}", self.objective.as_str()),
+            LatentKind::Gaussian => format!("lpc-{}-gaussian", self.objective.as_str()),
+            LatentKind::Oracle => format!("oracle-{}", self.objective.as_str()),
+        }
+    }
+}
+
+/// One method to train and compare. Hyper-parameters that do not apply to the method are
+/// rejected by validation rather than silently ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodSpec {
+    /// `[lpc-|oracle-]<dpo|ipo|simpo|cdpo|rdpo>[-gaussian]`.
+    pub method: String,
+    /// Display name, unique within the scenario. Default: `method`.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// beta of DPO/IPO/SimPO. Default 0.1 (SimPO: 2.0, its paper's range).
+    #[serde(default)]
+    pub beta: Option<f64>,
+    /// SimPO target margin gamma. Default 0.5. SimPO only.
+    #[serde(default)]
+    pub gamma: Option<f64>,
+    /// Label-noise rate eps for cDPO / rDPO, in [0, 0.5). Default 0.1.
+    #[serde(default)]
+    pub eps: Option<f64>,
+    /// KL weight lambda of LPC (METHOD.md §4: 1 is the true ELBO). Default 1. Latent methods only.
+    #[serde(default)]
+    pub lambda: Option<f64>,
+    /// Codebook size K. Default 8. LPC only.
+    #[serde(default)]
+    pub codebook: Option<usize>,
+    /// Gumbel-softmax temperature at the start of training. Default 1.
+    #[serde(default)]
+    pub tau: Option<f64>,
+    /// Gumbel-softmax temperature at the end (annealed exponentially). Default: equal to `tau`.
+    #[serde(default)]
+    pub tau_end: Option<f64>,
+    /// Straight-through hard Gumbel samples instead of the soft relaxation. Default false.
+    #[serde(default)]
+    pub hard: Option<bool>,
+    /// Code used at inference: prior `expectation`, `argmax` or `sample`. Default expectation.
+    #[serde(default)]
+    pub inference: Option<InferenceMode>,
+    /// Posterior→prior schedule g: `linear` rises 0→1 over training (paper), `off` keeps the
+    /// posterior code throughout. Default linear.
+    #[serde(default)]
+    pub prior_schedule: Option<PriorSchedule>,
+    /// Fraction of training over which lambda warms up linearly from 0. Default 0 (off).
+    #[serde(default)]
+    pub lambda_warmup: Option<f64>,
+    /// Free bits: the KL term is max(KL, free_bits) per pair. Default 0 (off).
+    #[serde(default)]
+    pub free_bits: Option<f64>,
+    /// Annotator context C: the posterior mean-pools features over the pair and C other pairs
+    /// labelled by the same annotator (needs `world.annotators > 0`). Default 0 (off).
+    #[serde(default)]
+    pub context: Option<usize>,
+    /// Gaussian latent dimension for the Gaussian ablation. Default d_model.
+    #[serde(default)]
+    pub latent_dim: Option<usize>,
+    /// Learning-rate override for this method. Default: `train.lr`.
+    #[serde(default)]
+    pub lr: Option<f64>,
+    /// Step-count override for this method. Default: `train.steps`.
+    #[serde(default)]
+    pub steps: Option<usize>,
+}
+
+/// How z is chosen from the prior at inference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InferenceMode {
+    #[default]
+    Expectation,
+    Argmax,
+    Sample,
+}
+
+/// The posterior→prior schedule of the code fed to the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PriorSchedule {
+    #[default]
+    Linear,
+    Off,
+}
+
+/// A method with every default resolved and its name parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedMethod {
+    pub label: String,
+    pub name: MethodName,
+    pub beta: f64,
+    pub gamma: f64,
+    pub eps: f64,
+    pub lambda: f64,
+    pub codebook: usize,
+    pub tau: f64,
+    pub tau_end: f64,
+    pub hard: bool,
+    pub inference: InferenceMode,
+    pub prior_schedule: PriorSchedule,
+    pub lambda_warmup: f64,
+    pub free_bits: f64,
+    pub context: usize,
+    pub latent_dim: usize,
+    pub lr: f64,
+    pub steps: usize,
+}
+
+impl MethodSpec {
+    /// A method spec with only its name set.
+    pub fn named(method: &str) -> MethodSpec {
+        MethodSpec {
+            method: method.to_string(),
+            label: None,
+            beta: None,
+            gamma: None,
+            eps: None,
+            lambda: None,
+            codebook: None,
+            tau: None,
+            tau_end: None,
+            hard: None,
+            inference: None,
+            prior_schedule: None,
+            lambda_warmup: None,
+            free_bits: None,
+            context: None,
+            latent_dim: None,
+            lr: None,
+            steps: None,
+        }
+    }
+
+    /// The display label.
+    pub fn label(&self) -> String {
+        self.label.clone().unwrap_or_else(|| self.method.clone())
+    }
+}
+
+fn default_methods() -> Vec<MethodSpec> {
+    vec![MethodSpec::named("dpo"), MethodSpec::named("lpc-dpo")]
+}
+
+fn d_vocab() -> usize {
+    16
+}
+fn d_len() -> usize {
+    6
+}
+fn d_two() -> usize {
+    2
+}
+fn d_one() -> f64 {
+    1.0
+}
+fn d_feature_dim() -> usize {
+    8
+}
+fn d_reward_scale() -> f64 {
+    6.0
+}
+fn d_prompt_concentration() -> f64 {
+    0.5
+}
+fn d_train_pairs() -> usize {
+    8000
+}
+fn d_eval_pairs() -> usize {
+    2000
+}
+fn d_d_model() -> usize {
+    64
+}
+fn d_heads() -> usize {
+    4
+}
+fn d_warmup_steps() -> usize {
+    300
+}
+fn d_warmup_lr() -> f64 {
+    3e-3
+}
+fn d_steps() -> usize {
+    500
+}
+fn d_batch() -> usize {
+    64
+}
+fn d_lr() -> f64 {
+    1e-3
+}
+fn d_lr_warmup() -> usize {
+    20
+}
+fn d_eval_every() -> usize {
+    50
+}
+fn d_device() -> String {
+    "cpu".to_string()
+}
+
+/// Normalise non-negative weights to sum 1.
+pub fn normalise(weights: &[f64]) -> Vec<f64> {
+    let total: f64 = weights.iter().sum();
+    weights.iter().map(|w| w / total).collect()
+}
+
+impl WorldSpec {
+    /// Normalised type mixture w (length T).
+    pub fn type_weights(&self) -> Vec<f64> {
+        match &self.type_weights {
+            Some(w) => normalise(w),
+            None => vec![1.0 / self.types as f64; self.types],
+        }
+    }
+
+    /// Normalised source mixture (length S). Default: when S is a multiple of T, source s gets
+    /// w_{s mod T} / (S/T), so the type marginal equals the type weights for any coupling;
+    /// otherwise uniform.
+    pub fn source_weights(&self) -> Vec<f64> {
+        if let Some(w) = &self.source_weights {
+            return normalise(w);
+        }
+        let (s, t) = (self.sources, self.types);
+        if s.is_multiple_of(t) {
+            let tw = self.type_weights();
+            normalise(&(0..s).map(|i| tw[i % t]).collect::<Vec<_>>())
+        } else {
+            vec![1.0 / s as f64; s]
+        }
+    }
+
+    /// P(type | source), row per source:
+    /// `c 1[t = s mod T] + (1 - c) w_t`.
+    pub fn type_given_source(&self) -> Vec<Vec<f64>> {
+        let w = self.type_weights();
+        (0..self.sources)
+            .map(|s| {
+                (0..self.types)
+                    .map(|t| {
+                        let hit = if t == s % self.types { 1.0 } else { 0.0 };
+                        self.coupling * hit + (1.0 - self.coupling) * w[t]
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Length-term weight per type (length T).
+    pub fn length_weights(&self) -> Vec<f64> {
+        match &self.length_weight {
+            None => vec![0.0; self.types],
+            Some(v) if v.len() == 1 => vec![v[0]; self.types],
+            Some(v) => v.clone(),
+        }
+    }
+
+    /// Minimum response length, resolved.
+    pub fn response_len_min(&self) -> usize {
+        self.response_len_min.unwrap_or(self.response_len)
+    }
+}
+
+impl Default for WorldSpec {
+    fn default() -> Self {
+        toml::from_str("").expect("an empty world table takes every default")
+    }
+}
+
+impl Scenario {
+    /// Parse and validate a scenario file. The name defaults to the file stem.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "scenario".to_string());
+        Scenario::from_toml_str(&text, &stem).map_err(|e| e.with_path(path))
+    }
+
+    /// Parse and validate scenario text; `default_name` is used when `name` is absent.
+    pub fn from_toml_str(text: &str, default_name: &str) -> Result<Scenario, ScenarioError> {
+        let mut scenario: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        if scenario.name.is_empty() {
+            scenario.name = default_name.to_string();
+        }
+        scenario.validate().map_err(|r| ScenarioError::Invalid {
+            path: PathBuf::new(),
+            field: r.field,
+            rule: r.rule,
+        })?;
+        Ok(scenario)
+    }
+
+    /// Parse and validate an already-parsed TOML table (used by sweeps after expanding a grid).
+    pub fn from_table(table: toml::Table, default_name: &str) -> Result<Scenario, ScenarioError> {
+        let text = toml::to_string(&table).map_err(|e| ScenarioError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        Scenario::from_toml_str(&text, default_name)
+    }
+
+    /// The resolved scenario as TOML: every default filled in, so a result folder documents
+    /// exactly what ran. Loading this text gives back an equal scenario.
+    pub fn to_toml(&self) -> String {
+        let mut resolved = self.clone();
+        if resolved.world.is_none() && !self.is_real_data() {
+            resolved.world = Some(WorldSpec::default());
+        }
+        if let Some(w) = resolved.world.as_mut() {
+            w.type_weights = Some(w.type_weights());
+            w.source_weights = Some(w.source_weights());
+            w.response_len_min = Some(w.response_len_min());
+            w.length_weight = Some(w.length_weights());
+        }
+        resolved.model.d_ff = Some(self.model.d_ff());
+        for m in &mut resolved.methods {
+            m.label = Some(m.label());
+        }
+        toml::to_string_pretty(&resolved).unwrap_or_default()
+    }
+
+    /// True when the scenario reads real preference files instead of a synthetic world.
+    pub fn is_real_data(&self) -> bool {
+        false
+    }
+
+    /// The synthetic world; scenarios without a `[world]` table get the default world.
+    pub fn world(&self) -> WorldSpec {
+        self.world.clone().unwrap_or_default()
+    }
+
+    /// Every method with its defaults resolved (assumes `validate` passed).
+    pub fn resolved_methods(&self) -> Vec<ResolvedMethod> {
+        self.methods
+            .iter()
+            .map(|m| {
+                let name = MethodName::parse(&m.method).expect("validated method name");
+                let default_beta = if name.objective == ObjectiveKind::Simpo {
+                    2.0
+                } else {
+                    0.1
+                };
+                let tau = m.tau.unwrap_or(1.0);
+                ResolvedMethod {
+                    label: m.label(),
+                    name,
+                    beta: m.beta.unwrap_or(default_beta),
+                    gamma: m.gamma.unwrap_or(0.5),
+                    eps: m.eps.unwrap_or(0.1),
+                    lambda: m.lambda.unwrap_or(1.0),
+                    codebook: match name.latent {
+                        LatentKind::Oracle => self.world().types,
+                        _ => m.codebook.unwrap_or(8),
+                    },
+                    tau,
+                    tau_end: m.tau_end.unwrap_or(tau),
+                    hard: m.hard.unwrap_or(false),
+                    inference: m.inference.unwrap_or_default(),
+                    prior_schedule: m.prior_schedule.unwrap_or_default(),
+                    lambda_warmup: m.lambda_warmup.unwrap_or(0.0),
+                    free_bits: m.free_bits.unwrap_or(0.0),
+                    context: m.context.unwrap_or(0),
+                    latent_dim: m.latent_dim.unwrap_or(self.model.d_model),
+                    lr: m.lr.unwrap_or(self.train.lr),
+                    steps: m.steps.unwrap_or(self.train.steps),
+                }
+            })
+            .collect()
+    }
+
+    /// Check every rule; the first broken one is returned with its field path.
+    pub fn validate(&self) -> Result<(), RuleError> {
+        if self.name.contains(['/', '\\']) || self.name.starts_with('.') {
+            return Err(rule(
+                "name",
+                "must not contain path separators or start with '.'",
+            ));
+        }
+        if !self.is_real_data() {
+            self.world().validate()?;
+        }
+        let n = &self.noise;
+        if !(0.0..=1.0).contains(&n.flip_rate) {
+            return Err(rule("noise.flip_rate", "must be in [0, 1]"));
+        }
+        let d = &self.data;
+        if d.train_pairs < 1 {
+            return Err(rule("data.train_pairs", "must be >= 1"));
+        }
+        if d.eval_pairs < 1 {
+            return Err(rule("data.eval_pairs", "must be >= 1"));
+        }
+        self.model.validate()?;
+        self.train.validate()?;
+        if self.methods.is_empty() {
+            return Err(rule("methods", "must list at least one method"));
+        }
+        let mut labels = std::collections::BTreeSet::new();
+        for (i, m) in self.methods.iter().enumerate() {
+            self.validate_method(i, m)?;
+            if !labels.insert(m.label()) {
+                return Err(rule(
+                    format!("methods[{i}].label"),
+                    format!(
+                        "must be unique: '{}' is used twice (set `label` to tell them apart)",
+                        m.label()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_method(&self, i: usize, m: &MethodSpec) -> Result<(), RuleError> {
+        let f = |name: &str| format!("methods[{i}].{name}");
+        let Some(name) = MethodName::parse(&m.method) else {
+            return Err(rule(
+                f("method"),
+                format!(
+                    "must be [lpc-|oracle-]<dpo|ipo|simpo|cdpo|rdpo>[-gaussian] (e.g. dpo, lpc-dpo, \
+                     oracle-dpo, lpc-dpo-gaussian), got '{}'",
+                    m.method
+                ),
+            ));
+        };
+        if let Some(label) = &m.label
+            && (label.is_empty() || label.contains(['/', '\\', ',']))
+        {
+            return Err(rule(
+                f("label"),
+                "must be non-empty without '/', '\\' or ','",
+            ));
+        }
+        let latent = name.latent != LatentKind::None;
+        let lpc = name.latent == LatentKind::Lpc;
+        let only = |set: bool, field: &str, applies: bool, to: &str| -> Result<(), RuleError> {
+            if set && !applies {
+                Err(rule(f(field), format!("applies only to {to} methods")))
+            } else {
+                Ok(())
+            }
+        };
+        only(
+            m.gamma.is_some(),
+            "gamma",
+            name.objective == ObjectiveKind::Simpo,
+            "simpo",
+        )?;
+        only(
+            m.eps.is_some(),
+            "eps",
+            matches!(name.objective, ObjectiveKind::Cdpo | ObjectiveKind::Rdpo),
+            "cdpo/rdpo",
+        )?;
+        only(
+            m.lambda.is_some(),
+            "lambda",
+            latent && name.latent != LatentKind::Oracle,
+            "lpc",
+        )?;
+        only(m.codebook.is_some(), "codebook", lpc, "discrete lpc")?;
+        only(m.tau.is_some(), "tau", lpc, "discrete lpc")?;
+        only(m.tau_end.is_some(), "tau_end", lpc, "discrete lpc")?;
+        only(m.hard.is_some(), "hard", lpc, "discrete lpc")?;
+        only(m.inference.is_some(), "inference", lpc, "discrete lpc")?;
+        only(
+            m.prior_schedule.is_some(),
+            "prior_schedule",
+            lpc || name.latent == LatentKind::Gaussian,
+            "lpc",
+        )?;
+        only(
+            m.lambda_warmup.is_some(),
+            "lambda_warmup",
+            lpc || name.latent == LatentKind::Gaussian,
+            "lpc",
+        )?;
+        only(
+            m.free_bits.is_some(),
+            "free_bits",
+            lpc || name.latent == LatentKind::Gaussian,
+            "lpc",
+        )?;
+        only(m.context.is_some(), "context", lpc, "discrete lpc")?;
+        only(
+            m.latent_dim.is_some(),
+            "latent_dim",
+            name.latent == LatentKind::Gaussian,
+            "gaussian",
+        )?;
+        let positive = |v: Option<f64>, field: &str| match v {
+            Some(x) if !(x > 0.0 && x.is_finite()) => Err(rule(f(field), "must be > 0")),
+            _ => Ok(()),
+        };
+        positive(m.beta, "beta")?;
+        positive(m.tau, "tau")?;
+        positive(m.tau_end, "tau_end")?;
+        positive(m.lr, "lr")?;
+        if let Some(g) = m.gamma
+            && !g.is_finite()
+        {
+            return Err(rule(f("gamma"), "must be finite"));
+        }
+        if let Some(e) = m.eps
+            && !(0.0..0.5).contains(&e)
+        {
+            return Err(rule(f("eps"), "must be in [0, 0.5)"));
+        }
+        if let Some(l) = m.lambda
+            && !(l >= 0.0 && l.is_finite())
+        {
+            return Err(rule(f("lambda"), "must be >= 0"));
+        }
+        if let Some(k) = m.codebook
+            && k < 1
+        {
+            return Err(rule(f("codebook"), "must be >= 1"));
+        }
+        if let Some(w) = m.lambda_warmup
+            && !(0.0..=1.0).contains(&w)
+        {
+            return Err(rule(
+                f("lambda_warmup"),
+                "must be in [0, 1] (a fraction of training)",
+            ));
+        }
+        if let Some(b) = m.free_bits
+            && !(b >= 0.0 && b.is_finite())
+        {
+            return Err(rule(f("free_bits"), "must be >= 0"));
+        }
+        if let Some(c) = m.context
+            && c > 0
+            && self.world().annotators == 0
+        {
+            return Err(rule(f("context"), "needs world.annotators > 0"));
+        }
+        if let Some(s) = m.steps
+            && s < 1
+        {
+            return Err(rule(f("steps"), "must be >= 1"));
+        }
+        if let Some(d) = m.latent_dim
+            && d < 1
+        {
+            return Err(rule(f("latent_dim"), "must be >= 1"));
+        }
+        if name.latent == LatentKind::Oracle && self.is_real_data() {
+            return Err(rule(
+                f("method"),
+                "oracle methods need a synthetic world (real data has no true type per pair)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ScenarioError {
+    fn with_path(self, p: &Path) -> ScenarioError {
+        match self {
+            ScenarioError::Parse { message, .. } => ScenarioError::Parse {
+                path: p.to_path_buf(),
+                message,
+            },
+            ScenarioError::Invalid { field, rule, .. } => ScenarioError::Invalid {
+                path: p.to_path_buf(),
+                field,
+                rule,
+            },
+            other => other,
+        }
+    }
+}
+
+impl WorldSpec {
+    /// Check the world's rules.
+    pub fn validate(&self) -> Result<(), RuleError> {
+        let f = |name: &str| format!("world.{name}");
+        if self.vocab < 2 {
+            return Err(rule(f("vocab"), "must be >= 2"));
+        }
+        if self.prompt_len < 1 {
+            return Err(rule(f("prompt_len"), "must be >= 1"));
+        }
+        if self.response_len < 1 {
+            return Err(rule(f("response_len"), "must be >= 1"));
+        }
+        if let Some(m) = self.response_len_min
+            && !(1..=self.response_len).contains(&m)
+        {
+            return Err(rule(
+                f("response_len_min"),
+                "must be in [1, world.response_len]",
+            ));
+        }
+        if self.reward == RewardFamily::Bigram && self.response_len_min() < 2 {
+            return Err(rule(
+                f("response_len_min"),
+                "must be >= 2 for the bigram reward (it scores consecutive tokens)",
+            ));
+        }
+        if self.sources < 1 {
+            return Err(rule(f("sources"), "must be >= 1"));
+        }
+        if self.types < 1 {
+            return Err(rule(f("types"), "must be >= 1"));
+        }
+        let weights_ok =
+            |w: &[f64]| w.iter().all(|x| *x >= 0.0 && x.is_finite()) && w.iter().sum::<f64>() > 0.0;
+        if let Some(w) = &self.type_weights {
+            if w.len() != self.types {
+                return Err(rule(
+                    f("type_weights"),
+                    format!(
+                        "must have world.types = {} entries, got {}",
+                        self.types,
+                        w.len()
+                    ),
+                ));
+            }
+            if !weights_ok(w) {
+                return Err(rule(
+                    f("type_weights"),
+                    "must be finite, >= 0 and not all 0",
+                ));
+            }
+        }
+        if let Some(w) = &self.source_weights {
+            if w.len() != self.sources {
+                return Err(rule(
+                    f("source_weights"),
+                    format!(
+                        "must have world.sources = {} entries, got {}",
+                        self.sources,
+                        w.len()
+                    ),
+                ));
+            }
+            if !weights_ok(w) {
+                return Err(rule(
+                    f("source_weights"),
+                    "must be finite, >= 0 and not all 0",
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.coupling) {
+            return Err(rule(f("coupling"), "must be in [0, 1]"));
+        }
+        if self.feature_dim < self.types {
+            return Err(rule(
+                f("feature_dim"),
+                format!(
+                    "must be >= world.types = {} (the simplex needs T - 1 dimensions beside the shared direction)",
+                    self.types
+                ),
+            ));
+        }
+        if !(self.reward_scale >= 0.0 && self.reward_scale.is_finite()) {
+            return Err(rule(f("reward_scale"), "must be finite and >= 0"));
+        }
+        if !(0.0..=1.0).contains(&self.distance) {
+            return Err(rule(f("distance"), "must be in [0, 1]"));
+        }
+        if self.types == 1 && self.distance != 0.0 && self.type_weights.is_none() {
+            // One type has no pairwise distance; accept any d but say nothing changes.
+        }
+        if let Some(l) = &self.length_weight {
+            if l.len() != 1 && l.len() != self.types {
+                return Err(rule(
+                    f("length_weight"),
+                    format!(
+                        "must have 1 or world.types = {} entries, got {}",
+                        self.types,
+                        l.len()
+                    ),
+                ));
+            }
+            if !l.iter().all(|x| x.is_finite()) {
+                return Err(rule(f("length_weight"), "must be finite"));
+            }
+        }
+        if !(self.bt_temperature > 0.0 && self.bt_temperature.is_finite()) {
+            return Err(rule(f("bt_temperature"), "must be > 0"));
+        }
+        if !(self.prompt_concentration > 0.0 && self.prompt_concentration.is_finite()) {
+            return Err(rule(f("prompt_concentration"), "must be > 0"));
+        }
+        if !(self.markov_concentration > 0.0 && self.markov_concentration.is_finite()) {
+            return Err(rule(f("markov_concentration"), "must be > 0"));
+        }
+        Ok(())
+    }
+}
+
+impl ModelSpec {
+    fn validate(&self) -> Result<(), RuleError> {
+        if self.d_model < 1 {
+            return Err(rule("model.d_model", "must be >= 1"));
+        }
+        if self.layers < 1 {
+            return Err(rule("model.layers", "must be >= 1"));
+        }
+        if self.heads < 1 || self.d_model % self.heads != 0 {
+            return Err(rule(
+                "model.heads",
+                format!("must be >= 1 and divide model.d_model = {}", self.d_model),
+            ));
+        }
+        if self.d_ff() < 1 {
+            return Err(rule("model.d_ff", "must be >= 1"));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(rule("model.dropout", "must be in [0, 1)"));
+        }
+        if !(self.warmup_lr > 0.0 && self.warmup_lr.is_finite()) {
+            return Err(rule("model.warmup_lr", "must be > 0"));
+        }
+        Ok(())
+    }
+}
+
+impl TrainSpec {
+    fn validate(&self) -> Result<(), RuleError> {
+        if self.steps < 1 {
+            return Err(rule("train.steps", "must be >= 1"));
+        }
+        if let Some(e) = self.epochs
+            && e < 1
+        {
+            return Err(rule("train.epochs", "must be >= 1"));
+        }
+        if self.batch_size < 1 {
+            return Err(rule("train.batch_size", "must be >= 1"));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(rule("train.lr", "must be > 0"));
+        }
+        if !(self.grad_clip >= 0.0 && self.grad_clip.is_finite()) {
+            return Err(rule("train.grad_clip", "must be >= 0 (0 = off)"));
+        }
+        if self.eval_every < 1 {
+            return Err(rule("train.eval_every", "must be >= 1"));
+        }
+        let dev = self.device.as_str();
+        let cuda_ok = dev == "cuda"
+            || dev
+                .strip_prefix("cuda:")
+                .is_some_and(|n| n.parse::<usize>().is_ok());
+        if dev != "cpu" && !cuda_ok {
+            return Err(rule(
+                "train.device",
+                format!("must be cpu, cuda or cuda:N, got '{dev}'"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invalid(text: &str) -> (String, String) {
+        match Scenario::from_toml_str(text, "t") {
+            Err(ScenarioError::Invalid { field, rule, .. }) => (field, rule),
+            other => panic!("expected a rule error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_file_takes_every_default() {
+        let s = Scenario::from_toml_str("", "empty").unwrap();
+        assert_eq!(s.name, "empty");
+        assert_eq!(s.world().types, 2);
+        assert_eq!(s.methods.len(), 2);
+    }
+
+    #[test]
+    fn resolved_toml_round_trips() {
+        let s = Scenario::from_toml_str(
+            "[world]\ntypes = 3\nfeature_dim = 4\n[[methods]]\nmethod = \"lpc-simpo\"\ncodebook = 4\n",
+            "rt",
+        )
+        .unwrap();
+        let again = Scenario::from_toml_str(&s.to_toml(), "other").unwrap();
+        assert_eq!(again.to_toml(), s.to_toml());
+        assert_eq!(again.name, "rt");
+    }
+
+    #[test]
+    fn rules_name_their_field() {
+        assert_eq!(invalid("[world]\ntypes = 0").0, "world.types");
+        assert_eq!(invalid("[noise]\nflip_rate = 1.5").0, "noise.flip_rate");
+        assert_eq!(invalid("[model]\nheads = 3").0, "model.heads");
+        assert_eq!(
+            invalid("[[methods]]\nmethod = \"dpo\"\ngamma = 1.0").0,
+            "methods[0].gamma"
+        );
+        assert_eq!(
+            invalid("[[methods]]\nmethod = \"xpo\"").0,
+            "methods[0].method"
+        );
+        let (f, r) = invalid("[[methods]]\nmethod = \"dpo\"\n[[methods]]\nmethod = \"dpo\"");
+        assert_eq!(f, "methods[1].label");
+        assert!(r.contains("unique"));
+    }
+
+    #[test]
+    fn unknown_key_reports_line_and_column() {
+        match Scenario::from_toml_str("[world]\nvocabb = 3\n", "t") {
+            Err(ScenarioError::Parse { message, .. }) => {
+                assert!(message.contains("line 2"), "{message}");
+                assert!(message.contains("vocabb"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn method_names_parse() {
+        let p = |s| MethodName::parse(s).unwrap();
+        assert_eq!(p("dpo").latent, LatentKind::None);
+        assert_eq!(p("lpc-simpo").objective, ObjectiveKind::Simpo);
+        assert_eq!(p("lpc-dpo-gaussian").latent, LatentKind::Gaussian);
+        assert_eq!(p("oracle-ipo").latent, LatentKind::Oracle);
+        for s in ["dpo", "lpc-rdpo", "lpc-ipo-gaussian", "oracle-cdpo"] {
+            assert_eq!(p(s).canonical(), s);
+        }
+        assert!(MethodName::parse("lpc-").is_none());
+    }
+
+    #[test]
+    fn coupling_gives_type_given_source() {
+        let w: WorldSpec = toml::from_str("sources = 4\ntypes = 2\ncoupling = 0.5").unwrap();
+        let m = w.type_given_source();
+        assert_eq!(m[0], vec![0.75, 0.25]);
+        assert_eq!(m[3], vec![0.25, 0.75]);
+    }
+}

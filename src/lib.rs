@@ -14,5 +14,6 @@ pub mod data;
 pub mod error;
 pub mod rng;
 pub mod scenario;
+pub mod synth;
 
 pub use error::{Error, Result};

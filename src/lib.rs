@@ -15,5 +15,6 @@ pub mod error;
 pub mod rng;
 pub mod scenario;
 pub mod sweep;
+pub mod synth;
 
 pub use error::{Error, Result};

@@ -146,14 +146,16 @@ pub struct WorldSpec {
     #[serde(default)]
     pub reference: ReferenceKind,
     /// Dirichlet concentration of each source's prompt-token distribution. Default 0.5 (peaked,
-    /// so sources are distinguishable from their prompts). Must be > 0.
+    /// so sources are distinguishable from their prompts). Must be >= 0.001.
     #[serde(default = "d_prompt_concentration")]
     pub prompt_concentration: f64,
-    /// Dirichlet concentration of the Markov reference's transition rows. Default 1. Must be > 0.
+    /// Dirichlet concentration of the Markov reference's initial distribution and transition
+    /// rows. Default 1. Must be >= 0.001.
     #[serde(default = "d_one")]
     pub markov_concentration: f64,
-    /// Number of annotators (each has one fixed type drawn from the type mixture; pairs are
-    /// assigned to an annotator of their type). 0 = no annotator ids. Default 0.
+    /// Number of annotators (each has one fixed type drawn from the population type mixture;
+    /// a pair goes to an annotator of its type, uniformly; a type that drew no annotator uses
+    /// the stand-in id `annotators + type`). 0 = no annotator ids (all 0). Default 0.
     #[serde(default)]
     pub annotators: usize,
 }
@@ -165,8 +167,10 @@ pub enum RewardFamily {
     /// r_t(x, y) = (1/L_y) sum_i <theta_t, phi(y_i)>.
     #[default]
     Linear,
-    /// Non-additive: r_t(x, y) = (1/(L_y-1)) sum_i <theta_t, psi(y_{i-1}, y_i)>, plus the
-    /// prompt-token interaction <theta_t, psi(x_last, y_1)>, with psi a fixed random bigram map.
+    /// Non-additive over consecutive tokens, with psi: V x V -> R^m a fixed random bigram map
+    /// and x_L the last prompt token:
+    /// r_t(x, y) = (scale/L_y) [<theta_t, psi(x_L, y_1)> + sum_{i>=2} <theta_t, psi(y_{i-1}, y_i)>]
+    /// (+ the length term). Any length >= 1 works: the first term is the prompt interaction.
     Bigram,
 }
 
@@ -1008,6 +1012,9 @@ impl ScenarioError {
     }
 }
 
+/// Smallest Dirichlet concentration a world accepts.
+pub const MIN_CONCENTRATION: f64 = 1e-3;
+
 impl WorldSpec {
     /// Check the world's rules.
     pub fn validate(&self) -> Result<(), RuleError> {
@@ -1027,12 +1034,6 @@ impl WorldSpec {
             return Err(rule(
                 f("response_len_min"),
                 "must be in [1, world.response_len]",
-            ));
-        }
-        if self.reward == RewardFamily::Bigram && self.response_len_min() < 2 {
-            return Err(rule(
-                f("response_len_min"),
-                "must be >= 2 for the bigram reward (it scores consecutive tokens)",
             ));
         }
         if self.sources < 1 {
@@ -1118,11 +1119,23 @@ impl WorldSpec {
         if !(self.bt_temperature > 0.0 && self.bt_temperature.is_finite()) {
             return Err(rule(f("bt_temperature"), "must be > 0"));
         }
-        if !(self.prompt_concentration > 0.0 && self.prompt_concentration.is_finite()) {
-            return Err(rule(f("prompt_concentration"), "must be > 0"));
+        // Dirichlet sampling is reliable down to small concentrations, not to subnormal ones;
+        // 1e-3 already gives near one-hot distributions.
+        if !(self.prompt_concentration >= MIN_CONCENTRATION
+            && self.prompt_concentration.is_finite())
+        {
+            return Err(rule(
+                f("prompt_concentration"),
+                "must be finite and >= 0.001",
+            ));
         }
-        if !(self.markov_concentration > 0.0 && self.markov_concentration.is_finite()) {
-            return Err(rule(f("markov_concentration"), "must be > 0"));
+        if !(self.markov_concentration >= MIN_CONCENTRATION
+            && self.markov_concentration.is_finite())
+        {
+            return Err(rule(
+                f("markov_concentration"),
+                "must be finite and >= 0.001",
+            ));
         }
         Ok(())
     }

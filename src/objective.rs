@@ -89,14 +89,20 @@ impl<B: Backend> PairLogps<B> {
     /// If a reference entry is `None`: an objective that declares
     /// [`PreferenceObjective::needs_reference`] was called without one, a bug in the caller.
     fn logratios(&self, objective: &str) -> (Tensor<B, 1>, Tensor<B, 1>) {
-        let missing = || {
-            format!(
+        let missing = || -> ! {
+            panic!(
                 "{objective} needs reference log-probabilities (needs_reference() is true) \
                  but PairLogps has none"
             )
         };
-        let rc = self.reference_chosen_logps.clone().expect(&missing());
-        let rr = self.reference_rejected_logps.clone().expect(&missing());
+        let rc = self
+            .reference_chosen_logps
+            .clone()
+            .unwrap_or_else(|| missing());
+        let rr = self
+            .reference_rejected_logps
+            .clone()
+            .unwrap_or_else(|| missing());
         (
             self.policy_chosen_logps.clone() - rc.detach(),
             self.policy_rejected_logps.clone() - rr.detach(),
@@ -1079,11 +1085,14 @@ beta = 0.4
             .into_iter()
             .flat_map(|t| vals(t.grad(&grads).unwrap()))
             .collect();
-        for i in 0..x0.len() {
+        for (i, gi) in g.iter().enumerate() {
             let fd = central_difference(&x0, i, total);
-            assert!((g[i] - fd).abs() < 1e-7, "x[{i}]: {} vs {fd}", g[i]);
+            assert!((gi - fd).abs() < 1e-7, "x[{i}]: {gi} vs {fd}");
         }
     }
+
+    /// One generated pair: (pc, pr, rc, rr, posterior logit, prior logit).
+    type Row6 = (f32, f32, f32, f32, f32, f32);
 
     proptest! {
         /// K = 1 gives q = p = [1] and KL = 0 exactly; with lambda = 0 the LPC loss equals the
@@ -1099,7 +1108,7 @@ beta = 0.4
                 1..8,
             ),
         ) {
-            let col = |f: fn(&(f32, f32, f32, f32, f32, f32)) -> f32| -> Vec<f32> {
+            let col = |f: fn(&Row6) -> f32| -> Vec<f32> {
                 rows.iter().map(f).collect()
             };
             let logps = PairLogps::with_reference(

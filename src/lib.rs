@@ -14,6 +14,7 @@ pub mod data;
 pub mod error;
 pub mod metrics;
 pub mod objective;
+pub mod results;
 pub mod rng;
 pub mod scenario;
 

@@ -29,6 +29,10 @@ pub enum Command {
     /// world.json (its parameters) and summary.csv (measured distance statistics and the exact
     /// accuracy ceilings).
     Generate(GenerateArgs),
+    /// Score any assignment file: NMI, ARI, purity and one-to-one (Hungarian) matched accuracy
+    /// of one CSV column (predicted codes or clusters) against another (true types), printed as
+    /// JSON. Labels may be any strings.
+    Score(ScoreArgs),
 }
 
 #[derive(Debug, Args)]
@@ -59,12 +63,25 @@ pub struct GenerateArgs {
     pub quiet: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// CSV file with a header row.
+    pub file: PathBuf,
+    /// Column holding the predicted labels (codes, clusters).
+    #[arg(long)]
+    pub pred: String,
+    /// Column holding the true labels (types).
+    #[arg(long)]
+    pub truth: String,
+}
+
 /// Parse arguments, dispatch, and turn errors into a message and exit code 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate(a) => crate::commands::validate::run(&a),
         Command::Generate(a) => crate::commands::generate::run(&a),
+        Command::Score(a) => crate::commands::score::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod data;
 pub mod error;
+pub mod model;
 pub mod rng;
 pub mod scenario;
 

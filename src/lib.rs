@@ -13,6 +13,7 @@ pub mod commands;
 pub mod data;
 pub mod error;
 pub mod metrics;
+pub mod model;
 pub mod objective;
 pub mod results;
 pub mod rng;

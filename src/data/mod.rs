@@ -8,6 +8,8 @@
 //!
 //! This module knows nothing about losses or tensors.
 
+pub mod batch;
+
 use serde::{Deserialize, Serialize};
 
 /// One labelled comparison: `chosen` was preferred to `rejected` for `prompt`.

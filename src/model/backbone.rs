@@ -1,0 +1,523 @@
+//! The policy backbone: a small causal transformer language model, and its log-probabilities.
+//!
+//! This module owns [`Policy`] (token and learned positional embeddings, pre-LN transformer
+//! [`Block`]s with a causal mask, a final LayerNorm and the LM head), its config [`PolicyConfig`],
+//! and the read-outs a training step needs from ONE backbone pass: response log-probs under an
+//! optional code z ([`Policy::log_probs`]), and the hidden states at the separator and at the
+//! last token ([`hidden_at_separator`], [`hidden_at_last`]) that feed the prior and posterior.
+//! It does not own codes, heads or losses.
+//!
+//! The code z enters as in LPC (METHOD.md §1): it is added to the final hidden state of every
+//! position just before the LM head, so the backbone itself never sees z:
+//!
+//! ```text
+//! h      = Backbone([x, SEP, y])                     [N, L, d]   (no z)
+//! log pi(y_i | x, y_<i, z) = log_softmax(W (h_{P+i} + z) + b)[y_i]
+//! log pi(y | x, z)         = sum_{i < |y|} log pi(y_i | x, y_<i, z)
+//! ```
+//!
+//! Right padding is safe because attention is causal: position t attends only to positions
+//! `<= t` (the others get a score of -1e9, whose softmax weight underflows to exactly 0 in f32),
+//! and every other layer acts per position, so tokens after t never change h_t.
+
+use crate::data::batch::SeqBatch;
+use crate::scenario::ModelSpec;
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::activation::{Activation, ActivationConfig};
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
+    LinearConfig,
+};
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Int, Tensor};
+
+/// Score given to attention from a position to a later one. Its softmax weight is exactly 0 in
+/// f32 (exp(-1e9) underflows), and unlike -inf it cannot produce `inf - inf = NaN`.
+const MASKED_SCORE: f64 = -1.0e9;
+
+/// Shape of the policy backbone.
+#[derive(Config, Debug)]
+pub struct PolicyConfig {
+    /// Model vocabulary: content tokens plus the separator (`PreferenceData::model_vocab()`).
+    pub vocab: usize,
+    /// Longest `[prompt, separator, response]` sequence the positional table covers.
+    pub max_seq_len: usize,
+    /// Hidden size d (also the code dimension).
+    pub d_model: usize,
+    /// Number of transformer blocks.
+    pub n_layers: usize,
+    /// Attention heads; must divide `d_model`.
+    pub n_heads: usize,
+    /// Feed-forward width.
+    pub d_ff: usize,
+    /// Dropout probability on the residual branches (burn's dropout draws from the backend
+    /// RNG, so keep it 0 where runs must be reproducible).
+    #[config(default = 0.0)]
+    pub dropout: f64,
+    /// Feed-forward activation. ReLU by default: on the Flex CPU backend GELU evaluates `erf`
+    /// element by element and made a d_model-64 training step about 25% slower.
+    #[config(default = "ActivationConfig::Relu")]
+    pub activation: ActivationConfig,
+}
+
+impl PolicyConfig {
+    /// The config a scenario's `[model]` section describes, for a data set's vocabulary and
+    /// longest sequence (`PreferenceData::model_vocab()`, `PreferenceData::max_seq_len()`).
+    pub fn from_spec(spec: &ModelSpec, vocab: usize, max_seq_len: usize) -> Self {
+        PolicyConfig::new(
+            vocab,
+            max_seq_len,
+            spec.d_model,
+            spec.layers,
+            spec.heads,
+            spec.d_ff(),
+        )
+        .with_dropout(spec.dropout)
+    }
+
+    /// Build the policy on `device`. Parameters are drawn from the backend RNG (seed it with
+    /// `B::seed` for reproducible initialisation) and materialised at once, so a clone of the
+    /// returned policy is an identical copy.
+    ///
+    /// # Panics
+    /// If `n_heads` does not divide `d_model` (the scenario's validation rejects that).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Policy<B> {
+        assert!(
+            self.n_heads > 0 && self.d_model.is_multiple_of(self.n_heads),
+            "n_heads {} must divide d_model {}",
+            self.n_heads,
+            self.d_model
+        );
+        let blocks = (0..self.n_layers).map(|_| self.block(device)).collect();
+        let policy = Policy {
+            token_embedding: EmbeddingConfig::new(self.vocab, self.d_model).init(device),
+            position_embedding: EmbeddingConfig::new(self.max_seq_len, self.d_model).init(device),
+            blocks,
+            final_norm: LayerNormConfig::new(self.d_model).init(device),
+            lm_head: LinearConfig::new(self.d_model, self.vocab).init(device),
+            vocab: self.vocab,
+            max_seq_len: self.max_seq_len,
+        };
+        materialise(policy)
+    }
+
+    fn block<B: Backend>(&self, device: &B::Device) -> Block<B> {
+        let d = self.d_model;
+        Block {
+            attn_norm: LayerNormConfig::new(d).init(device),
+            query: LinearConfig::new(d, d).init(device),
+            key: LinearConfig::new(d, d).init(device),
+            value: LinearConfig::new(d, d).init(device),
+            attn_out: LinearConfig::new(d, d).init(device),
+            ff_norm: LayerNormConfig::new(d).init(device),
+            ff_in: LinearConfig::new(d, self.d_ff).init(device),
+            ff_out: LinearConfig::new(self.d_ff, d).init(device),
+            activation: self.activation.init(device),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            n_heads: self.n_heads,
+        }
+    }
+}
+
+/// Force burn's lazily initialised parameters to be drawn now, in field order. Without this a
+/// clone made before the first forward pass would draw its own, different, weights.
+pub(crate) fn materialise<B: Backend, M: Module<B>>(module: M) -> M {
+    let _ = module.num_params();
+    module
+}
+
+/// One pre-LN transformer block with causal self-attention (Vaswani et al. 2017; the pre-LN
+/// placement of GPT-2):
+///
+/// ```text
+/// x = x + Dropout(W_o Attn(LN_1(x)))        Attn: softmax(q k^T / sqrt(d_k) + causal) v, per head
+/// x = x + Dropout(W_2 act(W_1 LN_2(x)))
+/// ```
+///
+/// Activations stay flattened to `[N*L, d]` so every linear layer is one 2-D matmul (burn's
+/// generic 3-D linear backward materialises a `[N, d_in, d_out]` tensor per layer).
+#[derive(Module, Debug)]
+pub struct Block<B: Backend> {
+    attn_norm: LayerNorm<B>,
+    query: Linear<B>,
+    key: Linear<B>,
+    value: Linear<B>,
+    attn_out: Linear<B>,
+    ff_norm: LayerNorm<B>,
+    ff_in: Linear<B>,
+    ff_out: Linear<B>,
+    activation: Activation<B>,
+    dropout: Dropout,
+    n_heads: usize,
+}
+
+impl<B: Backend> Block<B> {
+    /// `x` is `[N*L, d]` (sequence-major); `causal` is `[1, 1, L, L]` with 0 on and below the
+    /// diagonal and [`MASKED_SCORE`] above it.
+    fn forward(&self, x: Tensor<B, 2>, n: usize, l: usize, causal: Tensor<B, 4>) -> Tensor<B, 2> {
+        let [rows, d] = x.dims();
+        let (h, dk) = (self.n_heads, d / self.n_heads);
+        let split_heads = |t: Tensor<B, 2>| t.reshape([n, l, h, dk]).swap_dims(1, 2);
+        let a = self.attn_norm.forward(x.clone());
+        let q = split_heads(self.query.forward(a.clone()));
+        let k = split_heads(self.key.forward(a.clone()));
+        let v = split_heads(self.value.forward(a));
+        let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((dk as f64).sqrt()) + causal;
+        let context = softmax(scores, 3)
+            .matmul(v)
+            .swap_dims(1, 2)
+            .reshape([rows, d]);
+        let x = x + self.dropout.forward(self.attn_out.forward(context));
+        let f = self.ff_norm.forward(x.clone());
+        let f = self
+            .ff_out
+            .forward(self.activation.forward(self.ff_in.forward(f)));
+        x + self.dropout.forward(f)
+    }
+}
+
+/// A causal transformer LM over `[prompt, separator, response]` token ids.
+#[derive(Module, Debug)]
+pub struct Policy<B: Backend> {
+    token_embedding: Embedding<B>,
+    position_embedding: Embedding<B>,
+    blocks: Vec<Block<B>>,
+    final_norm: LayerNorm<B>,
+    lm_head: Linear<B>,
+    vocab: usize,
+    max_seq_len: usize,
+}
+
+/// Response log-probabilities of a [`SeqBatch`], all from one hidden pass.
+#[derive(Debug, Clone)]
+pub struct SeqLogProbs<B: Backend> {
+    /// `[N, R]`: `log pi(y_i | x, y_<i, z)` for response token i, 0 in padding slots.
+    pub per_token: Tensor<B, 2>,
+    /// `[N]`: `log pi(y | x, z) = sum_i per_token[., i]` (DPO, IPO, cDPO, rDPO). Range (-inf, 0].
+    pub sum: Tensor<B, 1>,
+    /// `[N]`: `sum / max(|y|, 1)`, the length-normalised form SimPO uses. Range (-inf, 0].
+    pub mean: Tensor<B, 1>,
+}
+
+impl<B: Backend> Policy<B> {
+    /// Final hidden states `[N, L, d]` of the backbone (after the final LayerNorm, without z).
+    ///
+    /// # Panics
+    /// If `L` exceeds the `max_seq_len` the policy was built for (a configuration bug: build the
+    /// config from the data's `max_seq_len()`).
+    pub fn hidden(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        let [n, l] = ids.dims();
+        assert!(
+            l <= self.max_seq_len,
+            "sequence length {l} exceeds the policy's max_seq_len {}",
+            self.max_seq_len
+        );
+        let device = ids.device();
+        let d = self.d_model();
+        let positions = self
+            .position_embedding
+            .weight
+            .val()
+            .narrow(0, 0, l)
+            .unsqueeze_dim::<3>(0);
+        let x = (self.token_embedding.forward(ids) + positions).reshape([n * l, d]);
+        // tril_mask marks the entries strictly above the diagonal (key after query).
+        let future = Tensor::<B, 2, Bool>::tril_mask([l, l], 0, &device);
+        let causal = Tensor::<B, 2>::zeros([l, l], &device)
+            .mask_fill(future, MASKED_SCORE)
+            .reshape([1, 1, l, l]);
+        let x = self
+            .blocks
+            .iter()
+            .fold(x, |x, block| block.forward(x, n, l, causal.clone()));
+        self.final_norm.forward(x).reshape([n, l, d])
+    }
+
+    /// Next-token log-distributions at every response slot, `[N, R, V]`:
+    ///
+    /// ```text
+    /// out[b, i, :] = log_softmax(W (h[b, P_b + i] + z_b) + bias)
+    /// ```
+    ///
+    /// `hidden` is [`Policy::hidden`] of `batch.ids`; `z` is `[N, d]` or `None`. Padding slots
+    /// hold the distribution at the separator and must be ignored (`batch.response_mask`).
+    pub fn response_distributions(
+        &self,
+        hidden: Tensor<B, 3>,
+        batch: &SeqBatch<B>,
+        z: Option<Tensor<B, 2>>,
+    ) -> Tensor<B, 3> {
+        let (n, r) = (batch.rows, batch.response_slots);
+        let flat = self.response_log_softmax(hidden, batch, z);
+        flat.reshape([n, r, self.vocab])
+    }
+
+    /// `[N*R, V]` form of [`Policy::response_distributions`] (rows ordered `(b, i)`).
+    fn response_log_softmax(
+        &self,
+        hidden: Tensor<B, 3>,
+        batch: &SeqBatch<B>,
+        z: Option<Tensor<B, 2>>,
+    ) -> Tensor<B, 2> {
+        let (n, r) = (batch.rows, batch.response_slots);
+        let h = gather_rows(hidden, batch.response_rows.clone());
+        let h = match z {
+            Some(z) => {
+                let [_, d] = h.dims();
+                (h.reshape([n, r, d]) + z.unsqueeze_dim::<3>(1)).reshape([n * r, d])
+            }
+            None => h,
+        };
+        log_softmax(self.lm_head.forward(h), 1)
+    }
+
+    /// Response log-probabilities (per token, summed, length-normalised) under code `z`.
+    ///
+    /// ```text
+    /// per_token[b, i] = log pi(y_{b,i} | x_b, y_{b,<i}, z_b) * mask[b, i]
+    /// sum[b]          = sum_i per_token[b, i]
+    /// mean[b]         = sum[b] / max(|y_b|, 1)
+    /// ```
+    ///
+    /// `hidden` is [`Policy::hidden`] of `batch.ids`, so the backbone pass can be shared with
+    /// the prior and posterior read-outs.
+    pub fn log_probs(
+        &self,
+        hidden: Tensor<B, 3>,
+        batch: &SeqBatch<B>,
+        z: Option<Tensor<B, 2>>,
+    ) -> SeqLogProbs<B> {
+        let (n, r) = (batch.rows, batch.response_slots);
+        let logp = self.response_log_softmax(hidden, batch, z);
+        let targets = batch.response_targets.clone().reshape([n * r, 1]);
+        let per_token = logp.gather(1, targets).reshape([n, r]) * batch.response_mask.clone();
+        let sum = per_token.clone().sum_dim(1).reshape([n]);
+        let mean = sum.clone() / batch.response_lens.clone().clamp_min(1.0);
+        SeqLogProbs {
+            per_token,
+            sum,
+            mean,
+        }
+    }
+
+    /// Next-token log-distribution `[N, V]` read at given rows of the flattened hidden states
+    /// (e.g. `batch.last_rows`, for sampling), with optional code `z` `[N, d]`.
+    pub fn next_token_log_probs(
+        &self,
+        hidden: Tensor<B, 3>,
+        rows: Tensor<B, 1, Int>,
+        z: Option<Tensor<B, 2>>,
+    ) -> Tensor<B, 2> {
+        let h = gather_rows(hidden, rows);
+        let h = match z {
+            Some(z) => h + z,
+            None => h,
+        };
+        log_softmax(self.lm_head.forward(h), 1)
+    }
+
+    /// Hidden size d.
+    pub fn d_model(&self) -> usize {
+        self.final_norm.gamma.dims()[0]
+    }
+
+    /// Model vocabulary V (content tokens plus the separator).
+    pub fn vocab(&self) -> usize {
+        self.vocab
+    }
+
+    /// The device the policy's parameters live on.
+    pub fn device(&self) -> B::Device {
+        self.lm_head.weight.device()
+    }
+
+    /// Longest sequence the positional table covers.
+    pub fn max_seq_len(&self) -> usize {
+        self.max_seq_len
+    }
+}
+
+/// Rows of the flattened hidden states: `hidden.reshape([N*L, d])[rows]`, `[len(rows), d]`.
+pub fn gather_rows<B: Backend>(hidden: Tensor<B, 3>, rows: Tensor<B, 1, Int>) -> Tensor<B, 2> {
+    let [n, l, d] = hidden.dims();
+    hidden.reshape([n * l, d]).select(0, rows)
+}
+
+/// `h_x`: the hidden state at each separator, `[N, d]` — the state after the whole prompt,
+/// which the prior reads (METHOD.md §1: "last prompt token"; here the separator closes the
+/// prompt, so its state has seen every prompt token).
+pub fn hidden_at_separator<B: Backend>(hidden: Tensor<B, 3>, batch: &SeqBatch<B>) -> Tensor<B, 2> {
+    gather_rows(hidden, batch.separator_rows.clone())
+}
+
+/// The hidden state at each sequence's last real token, `[N, d]` — what the posterior reads.
+pub fn hidden_at_last<B: Backend>(hidden: Tensor<B, 3>, batch: &SeqBatch<B>) -> Tensor<B, 2> {
+    gather_rows(hidden, batch.last_rows.clone())
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::*;
+    use crate::model::CpuBackend;
+    use burn::tensor::Tolerance;
+
+    type B = CpuBackend;
+
+    fn tiny(vocab: usize, max_seq_len: usize) -> Policy<B> {
+        B::seed(&Default::default(), 7);
+        PolicyConfig::new(vocab, max_seq_len, 16, 2, 4, 32).init(&Default::default())
+    }
+
+    fn floats<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+        t.into_data().to_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn log_probs_are_normalised_at_every_position() {
+        // sum_v exp(log pi(v | prefix, z)) = 1 by definition of log_softmax; checked at every
+        // response slot of a ragged batch, with and without a code z.
+        let device = Default::default();
+        let policy = tiny(7, 12);
+        let a: (&[u32], &[u32]) = (&[1, 2, 3], &[4, 5]);
+        let b: (&[u32], &[u32]) = (&[0], &[1, 2, 3, 4]);
+        let batch = SeqBatch::<B>::new(&[a, b], 6, &device);
+        let h = policy.hidden(batch.ids.clone());
+        let z = Tensor::<B, 2>::random(
+            [2, 16],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        for code in [None, Some(z)] {
+            let dist = policy.response_distributions(h.clone(), &batch, code.clone());
+            let sums = floats(dist.clone().exp().sum_dim(2));
+            for s in sums {
+                assert!((s - 1.0).abs() < 1e-5, "exp-sum {s}");
+            }
+            // The per-token log-probs are the target entries of those distributions.
+            let lp = policy.log_probs(h.clone(), &batch, code);
+            let picked = dist
+                .gather(2, batch.response_targets.clone().unsqueeze_dim::<3>(2))
+                .squeeze_dim::<2>(2)
+                * batch.response_mask.clone();
+            lp.per_token
+                .clone()
+                .into_data()
+                .assert_approx_eq::<f32>(&picked.into_data(), Tolerance::absolute(1e-6));
+            // sum and mean follow from per_token (lengths 2 and 4).
+            let per = floats(lp.per_token);
+            let sum = floats(lp.sum);
+            let mean = floats(lp.mean);
+            assert!((sum[0] - (per[0] + per[1])).abs() < 1e-5);
+            assert!((sum[1] - per[4..8].iter().sum::<f32>()).abs() < 1e-5);
+            assert!((mean[0] - sum[0] / 2.0).abs() < 1e-6);
+            assert!((mean[1] - sum[1] / 4.0).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn padding_never_changes_earlier_positions() {
+        // Causality: the hidden states of a sequence are identical whether it stands alone or
+        // is right-padded (with any token) in a batch beside a longer sequence.
+        let device = Default::default();
+        let policy = tiny(9, 16);
+        let short: (&[u32], &[u32]) = (&[1, 2], &[3, 4]);
+        let long: (&[u32], &[u32]) = (&[5, 6, 7, 8], &[0, 1, 2, 3, 4]);
+        let alone = SeqBatch::<B>::new(&[short], 8, &device);
+        let padded = SeqBatch::<B>::new(&[short, long], 8, &device);
+        let h_alone = policy.hidden(alone.ids.clone());
+        let h_padded = policy
+            .hidden(padded.ids.clone())
+            .narrow(0, 0, 1)
+            .narrow(1, 0, 5);
+        h_alone
+            .clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&h_padded.into_data(), Tolerance::absolute(1e-5));
+        // Changing the padding token itself (ids after position 4 of row 0) changes nothing.
+        let mut ids = padded
+            .ids
+            .clone()
+            .into_data()
+            .convert::<i64>()
+            .to_vec::<i64>()
+            .unwrap();
+        for t in &mut ids[5..padded.seq_len] {
+            *t = 3;
+        }
+        let ids = Tensor::<B, 2, Int>::from_data(
+            burn::tensor::TensorData::new(ids, [2, padded.seq_len]),
+            &device,
+        );
+        let h_other = policy.hidden(ids).narrow(0, 0, 1).narrow(1, 0, 5);
+        h_alone
+            .into_data()
+            .assert_approx_eq::<f32>(&h_other.into_data(), Tolerance::absolute(1e-5));
+        // And the log-probs of the short sequence agree too.
+        let lp_alone = floats(
+            policy
+                .log_probs(policy.hidden(alone.ids.clone()), &alone, None)
+                .sum,
+        );
+        let lp_padded = floats(
+            policy
+                .log_probs(policy.hidden(padded.ids.clone()), &padded, None)
+                .sum,
+        );
+        assert!((lp_alone[0] - lp_padded[0]).abs() < 1e-5);
+    }
+
+    #[test]
+    fn future_tokens_do_not_leak_into_earlier_states() {
+        // Changing token t changes h at positions >= t only.
+        let device = Default::default();
+        let policy = tiny(9, 8);
+        let ids_a = Tensor::<B, 2, Int>::from_ints([[1, 2, 3, 4, 5, 6]], &device);
+        let ids_b = Tensor::<B, 2, Int>::from_ints([[1, 2, 3, 7, 5, 6]], &device);
+        let (ha, hb) = (policy.hidden(ids_a), policy.hidden(ids_b));
+        let diff = floats((ha - hb).abs().sum_dim(2).squeeze_dim::<2>(2));
+        assert!(diff[..3].iter().all(|&x| x < 1e-6), "{diff:?}");
+        assert!(diff[3..].iter().all(|&x| x > 1e-4), "{diff:?}");
+    }
+
+    #[test]
+    fn clones_of_a_fresh_policy_are_identical() {
+        // Pins the lazy-initialisation pitfall `materialise` exists for.
+        let device = Default::default();
+        let policy = tiny(5, 6);
+        let copy = policy.clone();
+        let ids = Tensor::<B, 2, Int>::from_ints([[1, 2, 3]], &device);
+        policy
+            .hidden(ids.clone())
+            .into_data()
+            .assert_eq(&copy.hidden(ids).into_data(), true);
+    }
+
+    #[test]
+    fn config_from_spec_uses_every_field() {
+        let spec = ModelSpec {
+            d_model: 32,
+            layers: 3,
+            heads: 2,
+            d_ff: None,
+            dropout: 0.1,
+            ..ModelSpec::default()
+        };
+        let c = PolicyConfig::from_spec(&spec, 17, 13);
+        assert_eq!(
+            (
+                c.vocab,
+                c.max_seq_len,
+                c.d_model,
+                c.n_layers,
+                c.n_heads,
+                c.d_ff
+            ),
+            (17, 13, 32, 3, 2, 128)
+        );
+        assert_eq!(c.dropout, 0.1);
+        let p = c.with_dropout(0.0).init::<B>(&Default::default());
+        assert_eq!((p.d_model(), p.vocab(), p.max_seq_len()), (32, 17, 13));
+    }
+}

@@ -1,0 +1,61 @@
+//! The learning machinery's models: the policy backbone, the LPC latent heads, the Gaussian
+//! ablation, the frozen reference and its warm-up, and sampling.
+//!
+//! This module owns every parameter of every method (METHOD.md §1) and the read-outs a training
+//! step needs; it computes no loss (see `objective`) and runs no training schedule (see `train`).
+//! Everything is generic over burn's `B: Backend` (or `B: AutodiffBackend` where gradients are
+//! taken); [`CpuBackend`] and [`CpuAutodiff`] name the CPU backends the crate uses by default.
+//!
+//! One training step of LPC-DPO in the calls it makes, from ONE backbone pass over the stacked
+//! pair batch (`B: AutodiffBackend`; `reference = Reference::freeze(&warmed_up_policy)`):
+//!
+//! ```text
+//! batch  = PairBatch::new(&pairs, sep, &device)                 2N rows: chosen, then rejected
+//! h      = policy.hidden(batch.seqs.ids.clone())                [2N, L, d]
+//! q      = heads.posterior_logits(posterior_features(h.clone(), &batch))     [N, K]
+//! p      = heads.prior_logits(prior_features(h.clone(), &batch))            [N, K]
+//! w      = gumbel_softmax(q, tau, relaxation, gumbel_noise(rng, N, K, &device))
+//! z      = mix_codes(heads.code(w), heads.code(softmax(p)), g)               [N, d]
+//! lp     = policy.log_probs(h, &batch.seqs, Some(batch.stack_codes(z)))      .sum / .mean [2N]
+//! lp_ref = reference.log_probs(&batch.seqs)                                  constants [2N]
+//! (lp_w, lp_l) = batch.split(lp.sum)          -> objective (with q, p for the KL)
+//! grads  = loss.backward(); GradientsParams::from_module(&mut grads, &policy), (.., &heads)
+//! ```
+//!
+//! Variants: DPO passes `z = None`; the oracle uses a `Codebook` of K = T codes with
+//! `one_hot_weights(&batch.groups, T)`; the Gaussian ablation swaps the heads for
+//! [`GaussianHeads`] (`reparameterise` + `project`, KL from [`gaussian_kl`]); annotator context
+//! pools `posterior_features` of a context batch with [`pool_context`]. At inference
+//! `z = heads.code(prior_code_weights(p, mode, rng))`. Evaluate with `policy.valid()` (no
+//! autodiff graph, no dropout). The reference's log-probs never change, so a loop may also
+//! compute them once per pair up front instead of once per step.
+
+pub mod backbone;
+pub mod gaussian;
+pub mod gumbel;
+pub mod latent;
+pub mod reference;
+pub mod sampling;
+
+pub use backbone::{
+    Policy, PolicyConfig, SeqLogProbs, gather_rows, hidden_at_last, hidden_at_separator,
+};
+pub use gaussian::{
+    DiagGaussian, GaussianConfig, GaussianHeads, GaussianPrior, gaussian_kl, reparameterise,
+    standard_normal_noise,
+};
+pub use gumbel::{Relaxation, annealed_tau, gumbel_noise, gumbel_softmax, one_hot_argmax};
+pub use latent::{
+    Codebook, LatentConfig, LatentHeads, Mlp, MlpConfig, mean_pool_groups, mix_codes,
+    one_hot_weights, pool_context, posterior_features, prior_code_weights, prior_features,
+};
+pub use reference::{Reference, kl_ref_to_policy, score_responses, warmup};
+pub use sampling::sample_responses;
+
+/// The pure-Rust CPU backend (burn's `Flex`), for evaluation without gradients.
+#[cfg(feature = "flex")]
+pub type CpuBackend = burn::backend::Flex;
+
+/// [`CpuBackend`] with automatic differentiation, for training.
+#[cfg(feature = "flex")]
+pub type CpuAutodiff = burn::backend::Autodiff<CpuBackend>;

@@ -10,6 +10,9 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod real;
+pub mod tokenize;
+
 /// One labelled comparison: `chosen` was preferred to `rejected` for `prompt`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PreferencePair {

@@ -63,13 +63,14 @@ pub struct Scenario {
     /// Free text shown in reports. Default: empty.
     #[serde(default)]
     pub description: String,
-    /// The synthetic world. Required unless `data.files` names real data.
+    /// The synthetic world. Default: the default world. Must be absent when `data.files` names
+    /// real data.
     #[serde(default)]
     pub world: Option<WorldSpec>,
     /// Label noise. Default: no flips.
     #[serde(default)]
     pub noise: NoiseSpec,
-    /// Pair counts and the master seed.
+    /// Pair counts, the master seed, and real data files (if any).
     #[serde(default)]
     pub data: DataSpec,
     /// The policy backbone. Default: the CPU-sized model (d_model 64, 2 layers, 4 heads).
@@ -200,20 +201,47 @@ impl Default for NoiseSpec {
     }
 }
 
-/// Pair counts and the master seed.
+/// Pair counts, the master seed, and (for real data) the files to read.
+///
+/// A scenario either draws pairs from a synthetic `[world]` or reads real preference files named
+/// in `[[data.files]]`, never both. The real-data fields (`eval_fraction`, `max_prompt_tokens`,
+/// `max_response_tokens`, `tokenizer`) apply only when `files` is non-empty.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSpec {
-    /// Training pairs. Default 8000. Must be >= 1.
+    /// Training pairs. Default 8000. Must be >= 1. Real data: an upper bound; when the train
+    /// side of the split holds more pairs, a seeded uniform subset of this size is kept.
     #[serde(default = "d_train_pairs")]
     pub train_pairs: usize,
-    /// Held-out pairs every score is computed on. Default 2000. Must be >= 1.
+    /// Held-out pairs every score is computed on. Default 2000. Must be >= 1. Real data: an upper
+    /// bound, like `train_pairs`.
     #[serde(default = "d_eval_pairs")]
     pub eval_pairs: usize,
     /// Master seed: every random stream (world, pairs, model init, batches, sampling) derives
     /// from it by name. Default 0.
     #[serde(default)]
     pub seed: u64,
+    /// Real data: the share of prompts held out, in (0, 1). A record goes to the held-out side when
+    /// a seeded hash of its prompt text falls below this share (see `data::real`), so the split
+    /// does not depend on file order and no prompt is on both sides. Default 0.2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_fraction: Option<f64>,
+    /// Real data: prompts longer than this many tokens keep their last tokens (left truncation,
+    /// so the turn being answered survives). Default 96. Must be >= 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_prompt_tokens: Option<usize>,
+    /// Real data: responses longer than this many tokens keep their first tokens. Default 64.
+    /// Must be >= 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_tokens: Option<usize>,
+    /// Real data: `byte` (UTF-8 bytes, vocabulary 256, no download) or the path of a Hugging Face
+    /// `tokenizer.json` (needs the `hf-tokenizer` cargo feature; the path resolves like
+    /// `files[].path`). Default `byte`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<String>,
+    /// Real preference files. Empty (the default) means the scenario uses a synthetic world.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<DataFile>,
 }
 
 impl Default for DataSpec {
@@ -222,7 +250,258 @@ impl Default for DataSpec {
             train_pairs: d_train_pairs(),
             eval_pairs: d_eval_pairs(),
             seed: 0,
+            eval_fraction: None,
+            max_prompt_tokens: None,
+            max_response_tokens: None,
+            tokenizer: None,
+            files: Vec::new(),
         }
+    }
+}
+
+impl DataSpec {
+    /// Held-out share of prompts for real data, resolved (default 0.2).
+    pub fn eval_fraction(&self) -> f64 {
+        self.eval_fraction.unwrap_or(0.2)
+    }
+    /// Prompt token limit for real data, resolved (default 96).
+    pub fn max_prompt_tokens(&self) -> usize {
+        self.max_prompt_tokens.unwrap_or(96)
+    }
+    /// Response token limit for real data, resolved (default 64).
+    pub fn max_response_tokens(&self) -> usize {
+        self.max_response_tokens.unwrap_or(64)
+    }
+    /// Tokeniser spec for real data, resolved (default `byte`).
+    pub fn tokenizer(&self) -> &str {
+        self.tokenizer.as_deref().unwrap_or(BYTE_TOKENIZER)
+    }
+}
+
+/// The tokeniser spec naming the built-in byte-level tokeniser.
+pub const BYTE_TOKENIZER: &str = "byte";
+
+/// One real preference file (`[[data.files]]`).
+///
+/// Paths: an absolute path is used as is; a relative one is resolved against the directory the
+/// run starts in (the project root), so the shipped scenarios name the data beside the project as
+/// `../shared/data/...`. Files are JSON Lines, gzip-compressed or plain (told apart by the gzip
+/// magic bytes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataFile {
+    /// The file. Required.
+    pub path: PathBuf,
+    /// Record layout. Required.
+    pub format: DataFormat,
+    /// Fixed group label for every pair of this file (`hh-rlhf`, `jsonl`). Exactly one of
+    /// `group` and `group_field` is required for those formats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Name of a record field holding the group label (`hh-rlhf`, `jsonl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_field: Option<String>,
+    /// Read only the first `limit` valid records. Default: all. Must be >= 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// `jsonl` only: the prompt field. Default `prompt`. The field may be absent from a record
+    /// whose chosen and rejected are message lists (the prompt is then the turns before the last
+    /// assistant turn).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_field: Option<String>,
+    /// `jsonl` only: the chosen field (a string, or a `[{role, content}]` message list ending in
+    /// an assistant turn). Default `chosen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen_field: Option<String>,
+    /// `jsonl` only: the rejected field, like `chosen_field`. Default `rejected`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_field: Option<String>,
+    /// `ultrafeedback` and `pku-saferlhf` only: which preferences to build pairs from; each is a
+    /// group. `ultrafeedback`: any of `helpfulness`, `honesty`, `instruction_following`,
+    /// `truthfulness` (the per-aspect ratings), `overall_score`, `fine-grained_score`; default the
+    /// four aspects. `pku-saferlhf`: any of `helpful` (better_response_id), `safe`
+    /// (safer_response_id); default both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aspects: Option<Vec<String>>,
+}
+
+/// Record layout of a real preference file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DataFormat {
+    /// Anthropic HH-RLHF: `{"chosen": transcript, "rejected": transcript}`.
+    #[serde(rename = "hh-rlhf")]
+    HhRlhf,
+    /// Generic JSON Lines with configurable prompt/chosen/rejected fields.
+    #[serde(rename = "jsonl")]
+    Jsonl,
+    /// OpenBMB UltraFeedback: `instruction` plus rated `completions`; one pair per aspect.
+    #[serde(rename = "ultrafeedback")]
+    UltraFeedback,
+    /// PKU-SafeRLHF: `prompt`, `response_0/1`, `better_response_id`, `safer_response_id`.
+    #[serde(rename = "pku-saferlhf")]
+    PkuSafeRlhf,
+}
+
+impl DataFormat {
+    /// The name used in scenario files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataFormat::HhRlhf => "hh-rlhf",
+            DataFormat::Jsonl => "jsonl",
+            DataFormat::UltraFeedback => "ultrafeedback",
+            DataFormat::PkuSafeRlhf => "pku-saferlhf",
+        }
+    }
+
+    /// The aspects a file of this format may name (empty for formats without aspects).
+    pub fn known_aspects(self) -> &'static [&'static str] {
+        match self {
+            DataFormat::UltraFeedback => &[
+                "helpfulness",
+                "honesty",
+                "instruction_following",
+                "truthfulness",
+                "overall_score",
+                "fine-grained_score",
+            ],
+            DataFormat::PkuSafeRlhf => &["helpful", "safe"],
+            DataFormat::HhRlhf | DataFormat::Jsonl => &[],
+        }
+    }
+
+    /// The aspects used when `aspects` is not set.
+    pub fn default_aspects(self) -> &'static [&'static str] {
+        match self {
+            DataFormat::UltraFeedback => &self.known_aspects()[..4],
+            other => other.known_aspects(),
+        }
+    }
+
+    /// Whether each record carries its own groups (its aspects) rather than a file or field label.
+    pub fn has_aspects(self) -> bool {
+        !self.known_aspects().is_empty()
+    }
+}
+
+impl DataFile {
+    /// A file entry with only its path and format set.
+    pub fn new(path: impl Into<PathBuf>, format: DataFormat) -> DataFile {
+        DataFile {
+            path: path.into(),
+            format,
+            group: None,
+            group_field: None,
+            limit: None,
+            prompt_field: None,
+            chosen_field: None,
+            rejected_field: None,
+            aspects: None,
+        }
+    }
+    /// `jsonl` prompt field, resolved (default `prompt`).
+    pub fn prompt_field(&self) -> &str {
+        self.prompt_field.as_deref().unwrap_or("prompt")
+    }
+    /// `jsonl` chosen field, resolved (default `chosen`).
+    pub fn chosen_field(&self) -> &str {
+        self.chosen_field.as_deref().unwrap_or("chosen")
+    }
+    /// `jsonl` rejected field, resolved (default `rejected`).
+    pub fn rejected_field(&self) -> &str {
+        self.rejected_field.as_deref().unwrap_or("rejected")
+    }
+    /// Aspects, resolved (the format's defaults when unset; empty for formats without aspects).
+    pub fn aspects(&self) -> Vec<String> {
+        match &self.aspects {
+            Some(a) => a.clone(),
+            None => self
+                .format
+                .default_aspects()
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+
+    fn validate(&self, i: usize) -> Result<(), RuleError> {
+        let f = |name: &str| format!("data.files[{i}].{name}");
+        let format = self.format.as_str();
+        if self.path.as_os_str().is_empty() {
+            return Err(rule(f("path"), "must not be empty"));
+        }
+        if let Some(0) = self.limit {
+            return Err(rule(f("limit"), "must be >= 1"));
+        }
+        let non_empty = |v: &Option<String>, name: &str| match v {
+            Some(s) if s.is_empty() => Err(rule(f(name), "must not be empty")),
+            _ => Ok(()),
+        };
+        non_empty(&self.group, "group")?;
+        non_empty(&self.group_field, "group_field")?;
+        if self.format.has_aspects() {
+            for (v, name) in [(&self.group, "group"), (&self.group_field, "group_field")] {
+                if v.is_some() {
+                    return Err(rule(
+                        f(name),
+                        format!(
+                            "does not apply to format = \"{format}\" (its groups are the aspects; see `aspects`)"
+                        ),
+                    ));
+                }
+            }
+        } else {
+            match (&self.group, &self.group_field) {
+                (None, None) => {
+                    return Err(rule(
+                        f("group"),
+                        format!(
+                            "must be set for format = \"{format}\" (a label for every pair of the file), or set group_field"
+                        ),
+                    ));
+                }
+                (Some(_), Some(_)) => {
+                    return Err(rule(f("group_field"), "cannot be combined with group"));
+                }
+                _ => {}
+            }
+            if self.aspects.is_some() {
+                return Err(rule(
+                    f("aspects"),
+                    "applies only to format = \"ultrafeedback\" or \"pku-saferlhf\"",
+                ));
+            }
+        }
+        for (v, name) in [
+            (&self.prompt_field, "prompt_field"),
+            (&self.chosen_field, "chosen_field"),
+            (&self.rejected_field, "rejected_field"),
+        ] {
+            if v.is_some() && self.format != DataFormat::Jsonl {
+                return Err(rule(f(name), "applies only to format = \"jsonl\""));
+            }
+            non_empty(v, name)?;
+        }
+        if let Some(aspects) = &self.aspects {
+            if aspects.is_empty() {
+                return Err(rule(f("aspects"), "must name at least one aspect"));
+            }
+            let known = self.format.known_aspects();
+            for (j, a) in aspects.iter().enumerate() {
+                if !known.contains(&a.as_str()) {
+                    return Err(rule(
+                        f("aspects"),
+                        format!(
+                            "must be among {} for format = \"{format}\", got '{a}'",
+                            known.join(", ")
+                        ),
+                    ));
+                }
+                if aspects[..j].contains(a) {
+                    return Err(rule(f("aspects"), format!("names '{a}' twice")));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -752,6 +1031,23 @@ impl Scenario {
             w.response_len_min = Some(w.response_len_min());
             w.length_weight = Some(w.length_weights());
         }
+        if self.is_real_data() {
+            let d = &mut resolved.data;
+            d.eval_fraction = Some(self.data.eval_fraction());
+            d.max_prompt_tokens = Some(self.data.max_prompt_tokens());
+            d.max_response_tokens = Some(self.data.max_response_tokens());
+            d.tokenizer = Some(self.data.tokenizer().to_string());
+            for f in &mut d.files {
+                if f.format == DataFormat::Jsonl {
+                    f.prompt_field = Some(f.prompt_field().to_string());
+                    f.chosen_field = Some(f.chosen_field().to_string());
+                    f.rejected_field = Some(f.rejected_field().to_string());
+                }
+                if f.format.has_aspects() {
+                    f.aspects = Some(f.aspects());
+                }
+            }
+        }
         resolved.model.d_ff = Some(self.model.d_ff());
         for m in &mut resolved.methods {
             m.label = Some(m.label());
@@ -761,7 +1057,7 @@ impl Scenario {
 
     /// True when the scenario reads real preference files instead of a synthetic world.
     pub fn is_real_data(&self) -> bool {
-        false
+        !self.data.files.is_empty()
     }
 
     /// The synthetic world; scenarios without a `[world]` table get the default world.
@@ -830,6 +1126,7 @@ impl Scenario {
         if d.eval_pairs < 1 {
             return Err(rule("data.eval_pairs", "must be >= 1"));
         }
+        self.validate_real_data()?;
         self.model.validate()?;
         self.train.validate()?;
         if self.methods.is_empty() {
@@ -847,6 +1144,53 @@ impl Scenario {
                     ),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Rules of the real-data fields: they need `data.files`, and `data.files` excludes `[world]`.
+    fn validate_real_data(&self) -> Result<(), RuleError> {
+        let d = &self.data;
+        if !self.is_real_data() {
+            let set = [
+                ("data.eval_fraction", d.eval_fraction.is_some()),
+                ("data.max_prompt_tokens", d.max_prompt_tokens.is_some()),
+                ("data.max_response_tokens", d.max_response_tokens.is_some()),
+                ("data.tokenizer", d.tokenizer.is_some()),
+            ];
+            if let Some((field, _)) = set.iter().find(|(_, s)| *s) {
+                return Err(rule(
+                    *field,
+                    "applies only to real data (name files in [[data.files]])",
+                ));
+            }
+            return Ok(());
+        }
+        if self.world.is_some() {
+            return Err(rule(
+                "world",
+                "must be absent when data.files names real data (a scenario reads either a \
+                 synthetic world or real files)",
+            ));
+        }
+        let fraction = d.eval_fraction();
+        if !(fraction > 0.0 && fraction < 1.0) {
+            return Err(rule("data.eval_fraction", "must be in (0, 1)"));
+        }
+        if d.max_prompt_tokens() < 1 {
+            return Err(rule("data.max_prompt_tokens", "must be >= 1"));
+        }
+        if d.max_response_tokens() < 1 {
+            return Err(rule("data.max_response_tokens", "must be >= 1"));
+        }
+        if d.tokenizer().is_empty() {
+            return Err(rule(
+                "data.tokenizer",
+                "must be \"byte\" or the path of a tokenizer.json",
+            ));
+        }
+        for (i, f) in d.files.iter().enumerate() {
+            f.validate(i)?;
         }
         Ok(())
     }

@@ -12,6 +12,9 @@ pub mod batch;
 
 use serde::{Deserialize, Serialize};
 
+pub mod real;
+pub mod tokenize;
+
 /// One labelled comparison: `chosen` was preferred to `rejected` for `prompt`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PreferencePair {

@@ -1,4 +1,6 @@
 //! One module per subcommand: each turns parsed arguments into calls on the library.
 
+pub mod eval;
 pub mod generate;
+pub mod run;
 pub mod validate;

@@ -33,6 +33,14 @@ pub enum Command {
     /// of one CSV column (predicted codes or clusters) against another (true types), printed as
     /// JSON. Labels may be any strings.
     Score(ScoreArgs),
+    /// Train every method of a scenario on the same pairs and score it on the same held-out
+    /// pairs: writes scenario.resolved.toml, world.json, metrics.csv (one row per method, every
+    /// score and the world's ceilings), curves.csv, codes.csv, steering.csv, summary.md and
+    /// checkpoints/ into --out.
+    Run(RunArgs),
+    /// Rescore the checkpoints of a finished run folder (after `run`), writing the scores into
+    /// DIR/rescored/ (metrics.csv, summary.md).
+    Eval(EvalArgs),
 }
 
 #[derive(Debug, Args)]
@@ -75,6 +83,46 @@ pub struct ScoreArgs {
     pub truth: String,
 }
 
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Scenario file.
+    pub scenario: PathBuf,
+    /// Output folder; created if missing. Refuses to overwrite existing results without --force.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace result files that already exist.
+    #[arg(long)]
+    pub force: bool,
+    /// No progress bars or messages (errors are still printed).
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Override the scenario's device: cpu, cuda or cuda:N (cuda needs a build with
+    /// `--features cuda`).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// CPU threads for the tensor backend (0 = all cores). Default: the scenario's train.threads.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Override the scenario's master seed (data.seed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Real data: skip malformed lines (they are counted and reported) instead of failing.
+    #[arg(long)]
+    pub skip_invalid: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A folder written by `lpc-bench run`.
+    pub dir: PathBuf,
+    /// Replace an existing DIR/rescored/.
+    #[arg(long)]
+    pub force: bool,
+    /// No messages.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
 /// Parse arguments, dispatch, and turn errors into a message and exit code 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -82,6 +130,8 @@ pub fn main() -> ExitCode {
         Command::Validate(a) => crate::commands::validate::run(&a),
         Command::Generate(a) => crate::commands::generate::run(&a),
         Command::Score(a) => crate::commands::score::run(&a),
+        Command::Run(a) => crate::commands::run::run(&a),
+        Command::Eval(a) => crate::commands::eval::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

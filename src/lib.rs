@@ -11,14 +11,19 @@
 pub mod cli;
 pub mod commands;
 pub mod data;
+pub mod device;
 pub mod error;
+pub mod evaluate;
 pub mod metrics;
 pub mod model;
 pub mod objective;
+pub mod progress;
+pub mod report;
 pub mod results;
 pub mod rng;
 pub mod scenario;
 pub mod sweep;
 pub mod synth;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -1,5 +1,7 @@
 //! One module per subcommand: each turns parsed arguments into calls on the library.
 
+pub mod eval;
 pub mod generate;
+pub mod run;
 pub mod score;
 pub mod validate;

@@ -76,9 +76,17 @@ impl<B: Backend> Codebook<B> {
         super::backbone::materialise(Codebook { codes })
     }
 
-    /// `z = w E`, `[N, d]`, from weights `w` `[N, K]` (rows in the simplex, or one-hot).
+    /// `z = w (E - mean_k E)`, `[N, d]`, from weights `w` `[N, K]` (rows in the simplex, or
+    /// one-hot).
+    ///
+    /// The codebook is centred: codes carry only their deviation from the codebook mean, since a
+    /// shared offset would duplicate the LM head's bias. So with `K = 1` the code is exactly 0
+    /// (and gets no gradient), and LPC with one code and lambda = 0 is its base objective bit
+    /// for bit (docs/DESIGN.md).
     pub fn code(&self, weights: Tensor<B, 2>) -> Tensor<B, 2> {
-        weights.matmul(self.codes.val())
+        let codes = self.codes.val();
+        let centred = codes.clone() - codes.mean_dim(0);
+        weights.matmul(centred)
     }
 
     /// Number of codes K.
@@ -147,7 +155,7 @@ impl<B: Backend> LatentHeads<B> {
         self.posterior_logits(mean_pool_groups(features, group))
     }
 
-    /// `z = w E`, `[N, d]`.
+    /// `z = w (E - mean_k E)`, `[N, d]` (see [`Codebook::code`]).
     pub fn code(&self, weights: Tensor<B, 2>) -> Tensor<B, 2> {
         self.codebook.code(weights)
     }
@@ -366,20 +374,28 @@ mod tests {
     }
 
     #[test]
-    fn code_is_the_weighted_sum_of_codes() {
+    fn code_is_the_weighted_sum_of_centred_codes() {
         let device = Default::default();
         B::seed(&device, 3);
         let book = Codebook::<B>::new(3, 4, 1.0, &device);
         let e = floats(book.codes.val());
+        // Centred rows c_k = e_k - (e_0 + e_1 + e_2)/3 (the formula in Codebook::code).
+        let c = |k: usize, j: usize| e[4 * k + j] - (e[j] + e[4 + j] + e[8 + j]) / 3.0;
         let w = Tensor::<B, 2>::from_floats([[0.2, 0.3, 0.5]], &device);
         let z = floats(book.code(w));
         for j in 0..4 {
-            let want = 0.2 * e[j] + 0.3 * e[4 + j] + 0.5 * e[8 + j];
+            let want = 0.2 * c(0, j) + 0.3 * c(1, j) + 0.5 * c(2, j);
             assert!((z[j] - want).abs() < 1e-6);
         }
-        // One-hot weights pick a row exactly (oracle / steering).
+        // One-hot weights pick a centred row (oracle / steering).
         let z1 = floats(book.code(one_hot_weights(&[2], 3, &device)));
-        assert_eq!(z1, e[8..12].to_vec());
+        for j in 0..4 {
+            assert!((z1[j] - c(2, j)).abs() < 1e-6);
+        }
+        // One code: the code is exactly zero, whatever E is.
+        let single = Codebook::<B>::new(1, 4, 1.0, &device);
+        let z0 = floats(single.code(one_hot_weights(&[0], 1, &device)));
+        assert_eq!(z0, vec![0.0; 4]);
     }
 
     #[test]

@@ -1,0 +1,96 @@
+//! `lpc-bench eval DIR`: rescore the checkpoints a run saved, without training.
+//!
+//! The run folder's `scenario.resolved.toml` rebuilds the same data (same seed, same pairs);
+//! `checkpoints/reference.mpk` is the frozen reference and `checkpoints/<method>.mpk` each
+//! method's selected model. Scores go to `DIR/rescored/metrics.csv` and `summary.md`; they equal
+//! the run's own scores for the same build on the same backend.
+
+use crate::cli::EvalArgs;
+use crate::commands::run::{RunOptions, load_data, score_model, world_scores};
+use crate::model::CpuBackend;
+use crate::model::backbone::{Policy, PolicyConfig};
+use crate::results::{self, Table};
+use crate::scenario::Scenario;
+use crate::train::{MethodModel, ReferenceCache};
+use crate::{Error, Result};
+use burn::module::Module;
+use burn::record::CompactRecorder;
+use std::path::Path;
+
+/// Rescore every method checkpoint in `args.dir`.
+pub fn run(args: &EvalArgs) -> Result<()> {
+    let dir = &args.dir;
+    let scenario = Scenario::load(&dir.join("scenario.resolved.toml"))?;
+    let out = dir.join("rescored");
+    results::prepare_out_dir(&out, args.force, &["metrics.csv", "summary.md"])?;
+    let device = Default::default();
+    let opts = RunOptions {
+        quiet: args.quiet,
+        ..Default::default()
+    };
+    let run = load_data(&scenario, &opts)?;
+    let data = &run.data;
+    let config = PolicyConfig::from_spec(&scenario.model, data.model_vocab(), data.max_seq_len());
+    let ckpt = dir.join("checkpoints");
+    let reference: Policy<CpuBackend> =
+        load(config.init(&device), &ckpt.join("reference"), &device)?;
+    let train_refs = ReferenceCache::compute(&reference, &data.train, data.separator());
+    let eval_refs = ReferenceCache::compute(&reference, &data.eval, data.separator());
+    let world_cols = world_scores(run.world.as_ref(), &data.eval);
+    let mut metrics = Table::default();
+    for method in scenario.resolved_methods() {
+        let path = ckpt.join(&method.label);
+        if !path.with_extension("mpk").exists() {
+            if !args.quiet {
+                eprintln!(
+                    "{}: no checkpoint (the method diverged or was not run); skipped",
+                    path.display()
+                );
+            }
+            continue;
+        }
+        let skeleton = MethodModel::init(&method, &reference, scenario.data.seed, &device);
+        let model = load(skeleton, &path, &device)?;
+        let scored = score_model(
+            &model,
+            &method,
+            &run,
+            &eval_refs,
+            &train_refs,
+            scenario.data.seed,
+            &device,
+        );
+        let mut scores = scored.scores;
+        scores.extend(world_cols.iter().cloned());
+        metrics.push_scores(
+            vec![
+                ("method".into(), method.label.clone()),
+                ("kind".into(), method.name.canonical()),
+                ("status".into(), "rescored".into()),
+            ],
+            &scores,
+        );
+    }
+    metrics.write(&out.join("metrics.csv"))?;
+    let summary = crate::report::run_summary(&scenario, &metrics);
+    results::write_atomic(&out.join("summary.md"), summary.as_bytes())?;
+    if !args.quiet {
+        println!("{summary}");
+    }
+    Ok(())
+}
+
+fn load<M: Module<CpuBackend>>(
+    skeleton: M,
+    path: &Path,
+    device: &burn::tensor::Device<CpuBackend>,
+) -> Result<M> {
+    skeleton
+        .load_file(path.to_path_buf(), &CompactRecorder::new(), device)
+        .map_err(|e| {
+            Error::msg(format!(
+                "{}: cannot load checkpoint: {e}",
+                path.with_extension("mpk").display()
+            ))
+        })
+}

@@ -1,0 +1,238 @@
+//! Scores for one trained method on the held-out pairs (METHOD.md §3), computed on the host from
+//! per-pair numbers the model produced: implicit-reward margins, code probabilities and KLs.
+//!
+//! This module turns predictions into named scores; it does not run models (see `train`) and does
+//! not write files (see `results`). A score that does not apply (codes for a baseline, true
+//! rewards for real data) is `None` and is written as a blank, never as 0.
+
+use crate::data::PreferencePair;
+use crate::metrics;
+
+/// An ordered list of named scores; `None` means "does not apply" (a blank cell).
+pub type Scores = Vec<(String, Option<f64>)>;
+
+/// What a trained method predicts for each held-out pair.
+#[derive(Debug, Clone, Default)]
+pub struct PairPredictions {
+    /// Implicit-reward margin with the code from the prior (or no code):
+    /// `beta [(log pi(y_w|x,z) - log pi_ref(y_w|x)) - (log pi(y_l|x,z) - log pi_ref(y_l|x))]`
+    /// (SimPO: the length-normalised form). Positive = the model prefers `chosen`.
+    pub margin: Vec<f64>,
+    /// The same margin with the code matched to the pair's true type (type-steered view).
+    pub steered_margin: Option<Vec<f64>>,
+    /// Posterior code probabilities q(z | x, y_w > y_l), one row per pair.
+    pub posterior: Option<Vec<Vec<f64>>>,
+    /// Prior code probabilities p(z | x), one row per pair.
+    pub prior: Option<Vec<Vec<f64>>>,
+    /// KL(q || p) per pair.
+    pub kl: Option<Vec<f64>>,
+}
+
+/// Accuracy credit of a margin against a 0/1/0.5 target: a margin of exactly 0 earns 0.5.
+fn credit(margin: f64, chosen_wins: f64) -> f64 {
+    let predicted = if margin > 0.0 {
+        1.0
+    } else if margin < 0.0 {
+        0.0
+    } else {
+        0.5
+    };
+    1.0 - (predicted - chosen_wins).abs()
+}
+
+/// Index of the largest entry (first on ties).
+pub fn argmax(row: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, v) in row.iter().enumerate() {
+        if *v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Mean of `f(pair, margin)` over pairs whose group is in `keep`; `None` when no pair is kept.
+fn mean_where(
+    pairs: &[PreferencePair],
+    margins: &[f64],
+    keep: impl Fn(&PreferencePair) -> bool,
+    target: impl Fn(&PreferencePair) -> Option<f64>,
+) -> Option<f64> {
+    let mut total = 0.0;
+    let mut n = 0usize;
+    for (p, m) in pairs.iter().zip(margins) {
+        if !keep(p) {
+            continue;
+        }
+        let t = target(p)?;
+        total += credit(*m, t);
+        n += 1;
+    }
+    (n > 0).then(|| total / n as f64)
+}
+
+/// Preference accuracy of `margins`: against observed labels (the chosen side always won the
+/// observed comparison, target 1) and, where the world knows it, against the noiseless type
+/// preference; overall and per group. Columns are prefixed with `prefix`.
+pub fn accuracy_scores(
+    prefix: &str,
+    pairs: &[PreferencePair],
+    margins: &[f64],
+    group_names: &[String],
+) -> Scores {
+    let observed = |_: &PreferencePair| Some(1.0);
+    let noiseless = |p: &PreferencePair| p.truth.map(|t| t.noiseless_chosen_wins());
+    let mut out = vec![
+        (
+            format!("{prefix}acc_obs"),
+            mean_where(pairs, margins, |_| true, observed),
+        ),
+        (
+            format!("{prefix}acc_noiseless"),
+            mean_where(pairs, margins, |_| true, noiseless),
+        ),
+    ];
+    for (g, name) in group_names.iter().enumerate() {
+        out.push((
+            format!("{prefix}acc_obs_{name}"),
+            mean_where(pairs, margins, |p| p.group == g, observed),
+        ));
+    }
+    for (g, name) in group_names.iter().enumerate() {
+        out.push((
+            format!("{prefix}acc_noiseless_{name}"),
+            mean_where(pairs, margins, |p| p.group == g, noiseless),
+        ));
+    }
+    let worst = group_names
+        .iter()
+        .enumerate()
+        .filter_map(|(g, _)| mean_where(pairs, margins, |p| p.group == g, observed))
+        .fold(None, |acc: Option<f64>, v| {
+            Some(acc.map_or(v, |a| a.min(v)))
+        });
+    out.push((format!("{prefix}acc_obs_worst_group"), worst));
+    out
+}
+
+/// Latent-recovery scores of argmax codes against the true groups: NMI, ARI, purity,
+/// Hungarian one-to-one accuracy, code-usage perplexity and active codes (>= 1 % of pairs).
+pub fn recovery_scores(prefix: &str, codes: Option<&[usize]>, truth: &[usize]) -> Scores {
+    let names = [
+        "nmi",
+        "ari",
+        "purity",
+        "matched_acc",
+        "perplexity",
+        "active_codes",
+    ];
+    let Some(codes) = codes else {
+        return names
+            .iter()
+            .map(|n| (format!("{prefix}{n}"), None))
+            .collect();
+    };
+    let values = [
+        metrics::nmi(codes, truth),
+        metrics::ari(codes, truth),
+        metrics::purity(codes, truth),
+        metrics::matched_accuracy(codes, truth),
+        metrics::code_perplexity(codes),
+        metrics::active_codes(codes, metrics::ACTIVE_CODE_FRACTION) as f64,
+    ];
+    names
+        .iter()
+        .zip(values)
+        .map(|(n, v)| (format!("{prefix}{n}"), Some(v)))
+        .collect()
+}
+
+/// Every held-out score of one method, in a stable column order.
+pub fn score_method(
+    pairs: &[PreferencePair],
+    preds: &PairPredictions,
+    group_names: &[String],
+) -> Scores {
+    let truth: Vec<usize> = pairs.iter().map(|p| p.group).collect();
+    let mut out = accuracy_scores("", pairs, &preds.margin, group_names);
+    match &preds.steered_margin {
+        Some(m) => out.extend(accuracy_scores("steered_", pairs, m, group_names)),
+        None => out.extend(
+            accuracy_scores("steered_", pairs, &preds.margin, group_names)
+                .into_iter()
+                .map(|(n, _)| (n, None)),
+        ),
+    }
+    let post: Option<Vec<usize>> = preds
+        .posterior
+        .as_ref()
+        .map(|rows| rows.iter().map(|r| argmax(r)).collect());
+    let prior: Option<Vec<usize>> = preds
+        .prior
+        .as_ref()
+        .map(|rows| rows.iter().map(|r| argmax(r)).collect());
+    out.extend(recovery_scores("post_", post.as_deref(), &truth));
+    out.extend(recovery_scores("prior_", prior.as_deref(), &truth));
+    out.push((
+        "mean_kl".to_string(),
+        preds
+            .kl
+            .as_ref()
+            .map(|v| v.iter().sum::<f64>() / v.len().max(1) as f64),
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::PairTruth;
+
+    fn pair(group: usize, rc: f64, rr: f64) -> PreferencePair {
+        PreferencePair {
+            prompt: vec![0],
+            chosen: vec![1],
+            rejected: vec![2],
+            group,
+            source: 0,
+            annotator: 0,
+            truth: Some(PairTruth {
+                reward_chosen: rc,
+                reward_rejected: rr,
+                label_prob: 0.5,
+                flipped: false,
+            }),
+        }
+    }
+
+    #[test]
+    fn accuracy_counts_ties_as_half_and_splits_by_group() {
+        // Pairs: (g0, truly chosen), (g0, truly rejected), (g1, truly chosen).
+        let pairs = vec![pair(0, 1.0, 0.0), pair(0, 0.0, 1.0), pair(1, 1.0, 0.0)];
+        let names = vec!["a".to_string(), "b".to_string()];
+        // Margins +, +, 0: observed accuracy = (1 + 1 + 0.5)/3; noiseless = (1 + 0 + 0.5)/3.
+        let s = accuracy_scores("", &pairs, &[1.0, 2.0, 0.0], &names);
+        let get = |n: &str| s.iter().find(|(k, _)| k == n).unwrap().1.unwrap();
+        assert!((get("acc_obs") - 2.5 / 3.0).abs() < 1e-12);
+        assert!((get("acc_noiseless") - 1.5 / 3.0).abs() < 1e-12);
+        assert_eq!(get("acc_obs_a"), 1.0);
+        assert_eq!(get("acc_noiseless_a"), 0.5);
+        assert_eq!(get("acc_obs_b"), 0.5);
+        assert_eq!(get("acc_obs_worst_group"), 0.5);
+    }
+
+    #[test]
+    fn baselines_get_blank_code_scores() {
+        let pairs = vec![pair(0, 1.0, 0.0)];
+        let preds = PairPredictions {
+            margin: vec![1.0],
+            ..Default::default()
+        };
+        let s = score_method(&pairs, &preds, &["t0".to_string()]);
+        for (name, v) in &s {
+            if name.starts_with("post_") || name.starts_with("prior_") || name == "mean_kl" {
+                assert!(v.is_none(), "{name} should be blank");
+            }
+        }
+    }
+}

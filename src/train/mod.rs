@@ -1,0 +1,720 @@
+//! The training loop: one method, from the shared warmed-up start to a selected checkpoint.
+//!
+//! A step is: build the batch of pairs, run the backbone once over the 2N stacked chosen and
+//! rejected sequences, read the prior and posterior heads from the same hidden states, draw the
+//! code (Gumbel-softmax over the posterior, mixed toward the prior by the schedule g), compute the
+//! policy's log-probabilities under the code, apply the objective (plus lambda KL for LPC),
+//! backward, Adam step. The frozen reference's log-probabilities are cached once per run
+//! ([`ReferenceCache`]), so they cost nothing per step.
+//!
+//! This module trains and evaluates; it formats nothing (see `commands::run` and `results`).
+
+pub mod schedule;
+
+use crate::data::batch::PairBatch;
+use crate::data::{PreferenceData, PreferencePair};
+use crate::model::backbone::{Policy, hidden_at_separator};
+use crate::model::gaussian::{
+    GaussianConfig, GaussianHeads, GaussianPrior, reparameterise, standard_normal_noise,
+};
+use crate::model::gumbel::{Relaxation, gumbel_noise, gumbel_softmax};
+use crate::model::latent::{
+    LatentConfig, LatentHeads, one_hot_weights, pool_context, posterior_features,
+    prior_code_weights,
+};
+use crate::model::reference::score_responses;
+use crate::objective::{LogpForm, Lpc, Objective, PairLogps, PreferenceObjective};
+use crate::rng::{SeededRng, derive_seed, stream};
+use crate::scenario::{CheckpointSelect, LatentKind, ResolvedMethod, Scenario};
+use burn::grad_clipping::GradientClippingConfig;
+use burn::module::{AutodiffModule, Module};
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::tensor::activation::softmax;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Tensor, TensorData};
+use rand::RngExt;
+use rand::seq::SliceRandom;
+
+/// Pairs per forward pass when evaluating (no gradients).
+pub const EVAL_CHUNK: usize = 256;
+
+/// A policy plus whatever latent machinery its method uses.
+#[derive(Module, Debug)]
+pub struct MethodModel<B: Backend> {
+    pub policy: Policy<B>,
+    /// Discrete codebook with prior and posterior heads (LPC), or a K = T codebook (oracle).
+    pub latent: Option<LatentHeads<B>>,
+    /// Gaussian posterior/prior heads (the continuous ablation).
+    pub gaussian: Option<GaussianHeads<B>>,
+}
+
+impl<B: Backend> MethodModel<B> {
+    /// The method's model: a copy of the shared starting policy plus freshly initialised heads
+    /// (seeded by `init/<label>`, so adding a method never changes another's initialisation).
+    pub fn init(method: &ResolvedMethod, start: &Policy<B>, seed: u64, device: &B::Device) -> Self {
+        B::seed(device, derive_seed(seed, &format!("init/{}", method.label)));
+        let d = start.d_model();
+        let latent = match method.name.latent {
+            LatentKind::Lpc | LatentKind::Oracle => {
+                Some(LatentConfig::new(d, method.codebook).init(device))
+            }
+            _ => None,
+        };
+        let gaussian = match method.name.latent {
+            LatentKind::Gaussian => Some(
+                GaussianConfig::new(d, method.latent_dim)
+                    .with_prior(GaussianPrior::Learned)
+                    .init(device),
+            ),
+            _ => None,
+        };
+        MethodModel {
+            policy: start.clone(),
+            latent,
+            gaussian,
+        }
+    }
+}
+
+/// Cached `log pi_ref` (summed over response tokens) of every pair's chosen and rejected
+/// response. The reference is frozen, so this is computed once per run.
+#[derive(Debug, Clone)]
+pub struct ReferenceCache {
+    pub chosen: Vec<f64>,
+    pub rejected: Vec<f64>,
+}
+
+impl ReferenceCache {
+    /// Score every pair with the frozen reference.
+    pub fn compute<B: Backend>(
+        reference: &Policy<B>,
+        pairs: &[PreferencePair],
+        separator: u32,
+    ) -> Self {
+        let chosen: Vec<(Vec<u32>, Vec<u32>)> = pairs
+            .iter()
+            .map(|p| (p.prompt.clone(), p.chosen.clone()))
+            .collect();
+        let rejected: Vec<(Vec<u32>, Vec<u32>)> = pairs
+            .iter()
+            .map(|p| (p.prompt.clone(), p.rejected.clone()))
+            .collect();
+        ReferenceCache {
+            chosen: score_responses(reference, &chosen, separator),
+            rejected: score_responses(reference, &rejected, separator),
+        }
+    }
+}
+
+/// How the code fed to the policy is chosen for a forward pass.
+#[derive(Debug, Clone)]
+pub enum CodeChoice {
+    /// Training: Gumbel-softmax sample of the posterior at temperature `tau`, mixed toward the
+    /// prior's expectation by `g`: `z = (1 - g) w_q E + g p E`.
+    Train {
+        tau: f64,
+        relaxation: Relaxation,
+        g: f64,
+    },
+    /// Inference: the code from the prior (expectation, argmax or sample).
+    Prior,
+    /// A fixed code index per pair (steering with e_k; the oracle's true type).
+    Fixed(Vec<usize>),
+}
+
+/// What one forward pass over a batch of pairs produced.
+pub struct PairForward<B: Backend> {
+    pub logps: PairLogps<B>,
+    /// Posterior and prior logits `[N, K]` (discrete LPC).
+    pub code_logits: Option<(Tensor<B, 2>, Tensor<B, 2>)>,
+    /// Posterior and prior Gaussians as (mean, log_var) (the continuous ablation).
+    pub gaussians: Option<[Tensor<B, 2>; 4]>,
+}
+
+/// Everything a method's loop needs besides the model.
+pub struct MethodContext<'a> {
+    pub method: &'a ResolvedMethod,
+    pub objective: Lpc<Objective>,
+    pub separator: u32,
+    /// Training pairs grouped by annotator (for the posterior's annotator context).
+    pub by_annotator: Option<Vec<Vec<usize>>>,
+}
+
+impl<'a> MethodContext<'a> {
+    pub fn new(method: &'a ResolvedMethod, data: &PreferenceData) -> Self {
+        let by_annotator = (method.context > 0).then(|| {
+            let n = data
+                .train
+                .iter()
+                .map(|p| p.annotator + 1)
+                .max()
+                .unwrap_or(0);
+            let mut groups = vec![Vec::new(); n];
+            for (i, p) in data.train.iter().enumerate() {
+                groups[p.annotator].push(i);
+            }
+            groups
+        });
+        MethodContext {
+            method,
+            objective: Lpc::from_method(method),
+            separator: data.separator(),
+            by_annotator,
+        }
+    }
+
+    /// Whether the base objective consumes reference log-probabilities.
+    pub fn needs_reference(&self) -> bool {
+        self.objective.needs_reference()
+    }
+
+    /// For each pair, `C` other training pairs by the same annotator (with replacement when the
+    /// annotator has fewer), drawn from `rng`. Returns indices into the training pairs, `N * C`.
+    pub fn context_indices(
+        &self,
+        pairs: &[&PreferencePair],
+        own: &[Option<usize>],
+        rng: &mut SeededRng,
+    ) -> Vec<usize> {
+        let c = self.method.context;
+        let groups = self
+            .by_annotator
+            .as_ref()
+            .expect("context needs annotator groups");
+        let mut out = Vec::with_capacity(pairs.len() * c);
+        for (p, own) in pairs.iter().zip(own) {
+            let pool = groups.get(p.annotator).map(Vec::as_slice).unwrap_or(&[]);
+            let others: Vec<usize> = pool.iter().copied().filter(|i| Some(*i) != *own).collect();
+            for _ in 0..c {
+                if others.is_empty() {
+                    // No other pair by this annotator: the pair is its own context.
+                    out.push(own.unwrap_or(pool.first().copied().unwrap_or(0)));
+                } else {
+                    out.push(others[rng.random_range(0..others.len())]);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// One forward pass of `model` over `pairs` (and, for annotator context, `context` pairs).
+///
+/// `ref_logps`: cached reference log-probs (chosen, rejected) of these pairs, summed.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_pairs<B: Backend>(
+    model: &MethodModel<B>,
+    ctx: &MethodContext,
+    pairs: &[&PreferencePair],
+    context: &[&PreferencePair],
+    ref_logps: (&[f64], &[f64]),
+    choice: &CodeChoice,
+    rng: &mut SeededRng,
+    device: &B::Device,
+) -> PairForward<B> {
+    let method = ctx.method;
+    let n = pairs.len();
+    let batch = PairBatch::<B>::new(pairs, ctx.separator, device);
+    let hidden = model.policy.hidden(batch.seqs.ids.clone());
+    let prompt_state = || {
+        let h = hidden_at_separator(hidden.clone(), &batch.seqs);
+        h.narrow(0, 0, n)
+    };
+    let features = || {
+        let own = posterior_features(hidden.clone(), &batch);
+        if method.context == 0 || context.is_empty() {
+            return own;
+        }
+        let cbatch = PairBatch::<B>::new(context, ctx.separator, device);
+        let chidden = model.policy.hidden(cbatch.seqs.ids.clone());
+        pool_context(own, posterior_features(chidden, &cbatch), method.context)
+    };
+    let mut code_logits = None;
+    let mut gaussians = None;
+    let z: Option<Tensor<B, 2>> = match (&model.latent, &model.gaussian, method.name.latent) {
+        (Some(heads), _, LatentKind::Oracle) => {
+            let idx: Vec<usize> = match choice {
+                CodeChoice::Fixed(k) => k.clone(),
+                _ => pairs
+                    .iter()
+                    .map(|p| p.group.min(heads.codebook_size() - 1))
+                    .collect(),
+            };
+            Some(heads.code(one_hot_weights(&idx, heads.codebook_size(), device)))
+        }
+        (Some(heads), _, _) => {
+            let prior_logits = heads.prior_logits(prompt_state());
+            let post_logits = heads.posterior_logits(features());
+            let k = heads.codebook_size();
+            let z = match choice {
+                CodeChoice::Train { tau, relaxation, g } => {
+                    let noise = gumbel_noise::<B>(rng, n, k, device);
+                    let w_q = gumbel_softmax(post_logits.clone(), *tau, *relaxation, noise);
+                    let z_q = heads.code(w_q);
+                    if *g > 0.0 {
+                        let z_p = heads.code(softmax(prior_logits.clone(), 1));
+                        z_q.mul_scalar(1.0 - g) + z_p.mul_scalar(*g)
+                    } else {
+                        z_q
+                    }
+                }
+                CodeChoice::Prior => heads.code(prior_code_weights(
+                    prior_logits.clone(),
+                    method.inference,
+                    rng,
+                )),
+                CodeChoice::Fixed(idx) => heads.code(one_hot_weights(idx, k, device)),
+            };
+            code_logits = Some((post_logits, prior_logits));
+            Some(z)
+        }
+        (None, Some(heads), _) => {
+            let q = heads.posterior(features());
+            let p = heads.prior(prompt_state());
+            let z = match choice {
+                CodeChoice::Train { g, .. } => {
+                    let eps = standard_normal_noise::<B>(rng, n, heads.latent_dim(), device);
+                    let z_q = heads.project(reparameterise(&q, eps));
+                    if *g > 0.0 {
+                        let z_p = heads.project(p.mean.clone());
+                        z_q.mul_scalar(1.0 - g) + z_p.mul_scalar(*g)
+                    } else {
+                        z_q
+                    }
+                }
+                // Inference and steering use the prior mean (a Gaussian has no code index).
+                CodeChoice::Prior | CodeChoice::Fixed(_) => heads.project(p.mean.clone()),
+            };
+            gaussians = Some([q.mean, q.log_var, p.mean, p.log_var]);
+            Some(z)
+        }
+        (None, None, _) => None,
+    };
+    let lp = model
+        .policy
+        .log_probs(hidden, &batch.seqs, z.map(|z| batch.stack_codes(z)));
+    let per_seq = match ctx.objective.logp_form() {
+        LogpForm::Sum => lp.sum,
+        LogpForm::MeanPerToken => lp.mean,
+    };
+    let (pc, pr) = batch.split(per_seq);
+    let logps = if ctx.needs_reference() {
+        let rc = host_tensor::<B>(ref_logps.0, device);
+        let rr = host_tensor::<B>(ref_logps.1, device);
+        PairLogps::with_reference(pc, pr, rc, rr)
+    } else {
+        PairLogps::reference_free(pc, pr)
+    };
+    PairForward {
+        logps,
+        code_logits,
+        gaussians,
+    }
+}
+
+/// Per-pair losses and diagnostics of a forward pass.
+pub struct PairLoss<B: Backend> {
+    /// Tracked per-pair losses `[N]`.
+    pub losses: Tensor<B, 1>,
+    /// Detached per-pair base-objective losses `[N]`.
+    pub base_losses: Tensor<B, 1>,
+    /// Detached implicit-reward margin `r(y_w) - r(y_l)` `[N]`.
+    pub margins: Tensor<B, 1>,
+    /// Detached per-pair KL(q||p) `[N]`, for latent methods with a posterior.
+    pub kl: Option<Tensor<B, 1>>,
+    /// Detached posterior and prior probabilities `[N, K]` (discrete LPC).
+    pub probs: Option<(Tensor<B, 2>, Tensor<B, 2>)>,
+}
+
+/// Apply the method's objective (plus lambda KL for latent methods) to a forward pass.
+pub fn pair_loss<B: Backend>(
+    ctx: &MethodContext,
+    fwd: PairForward<B>,
+    lambda_now: f64,
+) -> PairLoss<B> {
+    if let Some((post, prior)) = fwd.code_logits {
+        let out = ctx.objective.loss(&fwd.logps, post, prior, lambda_now);
+        return PairLoss {
+            losses: out.losses,
+            base_losses: out.base_losses,
+            margins: out.chosen_rewards - out.rejected_rewards,
+            kl: Some(out.kl),
+            probs: Some((out.posterior_probs, out.prior_probs)),
+        };
+    }
+    if let Some([mq, lq, mp, lp]) = fwd.gaussians {
+        let out = ctx
+            .objective
+            .loss_gaussian(&fwd.logps, mq, lq, mp, lp, lambda_now);
+        return PairLoss {
+            losses: out.losses,
+            base_losses: out.base_losses,
+            margins: out.chosen_rewards - out.rejected_rewards,
+            kl: Some(out.kl),
+            probs: None,
+        };
+    }
+    let out = ctx.objective.base.loss(&fwd.logps);
+    PairLoss {
+        base_losses: out.losses.clone().detach(),
+        losses: out.losses,
+        margins: out.chosen_rewards - out.rejected_rewards,
+        kl: None,
+        probs: None,
+    }
+}
+
+/// A host vector as a `[n]` float tensor.
+pub fn host_tensor<B: Backend>(values: &[f64], device: &B::Device) -> Tensor<B, 1> {
+    let v: Vec<f32> = values.iter().map(|x| *x as f32).collect();
+    Tensor::from_data(TensorData::new(v, [values.len()]), device)
+}
+
+/// A `[n]` tensor to host f64s.
+pub fn to_host<B: Backend>(t: Tensor<B, 1>) -> Vec<f64> {
+    t.into_data().convert::<f64>().iter::<f64>().collect()
+}
+
+/// A `[n, k]` tensor to host rows of f64s.
+pub fn rows_to_host<B: Backend>(t: Tensor<B, 2>) -> Vec<Vec<f64>> {
+    let [_, k] = t.dims();
+    let flat: Vec<f64> = t.into_data().convert::<f64>().iter::<f64>().collect();
+    flat.chunks(k.max(1)).map(<[f64]>::to_vec).collect()
+}
+
+/// Held-out results of a model with the inference code.
+#[derive(Debug, Clone, Default)]
+pub struct EvalResult {
+    /// Mean base-objective loss with the inference (prior) code: the selection criterion.
+    pub loss: f64,
+    /// Accuracy against observed labels (margin > 0; ties count 1/2).
+    pub accuracy: f64,
+    /// Mean KL(q||p) (latent methods), else NaN.
+    pub kl: f64,
+    /// Perplexity of the argmax-posterior code usage (discrete LPC), else NaN.
+    pub code_perplexity: f64,
+    /// Per-pair margins with the inference code.
+    pub margins: Vec<f64>,
+    /// Per-pair posterior and prior probabilities (discrete LPC).
+    pub posterior: Option<Vec<Vec<f64>>>,
+    pub prior: Option<Vec<Vec<f64>>>,
+    /// Per-pair KL(q||p).
+    pub kl_per_pair: Option<Vec<f64>>,
+}
+
+/// Evaluate `model` on `pairs` with `choice` (usually [`CodeChoice::Prior`]), without gradients.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate<B: Backend>(
+    model: &MethodModel<B>,
+    ctx: &MethodContext,
+    pairs: &[PreferencePair],
+    refs: &ReferenceCache,
+    choice: impl Fn(&[PreferencePair]) -> CodeChoice,
+    context_for: impl Fn(usize, &mut SeededRng) -> Vec<usize>,
+    context_pool: &[PreferencePair],
+    rng: &mut SeededRng,
+    device: &B::Device,
+) -> EvalResult {
+    let mut margins = Vec::with_capacity(pairs.len());
+    let mut base = Vec::with_capacity(pairs.len());
+    let mut kl: Option<Vec<f64>> = None;
+    let mut post: Option<Vec<Vec<f64>>> = None;
+    let mut prior: Option<Vec<Vec<f64>>> = None;
+    for start in (0..pairs.len()).step_by(EVAL_CHUNK) {
+        let end = (start + EVAL_CHUNK).min(pairs.len());
+        let chunk: Vec<&PreferencePair> = pairs[start..end].iter().collect();
+        let ctx_idx: Vec<usize> = if ctx.method.context > 0 {
+            (start..end).flat_map(|i| context_for(i, rng)).collect()
+        } else {
+            Vec::new()
+        };
+        let ctx_pairs: Vec<&PreferencePair> = ctx_idx.iter().map(|&i| &context_pool[i]).collect();
+        let fwd = forward_pairs(
+            model,
+            ctx,
+            &chunk,
+            &ctx_pairs,
+            (&refs.chosen[start..end], &refs.rejected[start..end]),
+            &choice(&pairs[start..end]),
+            rng,
+            device,
+        );
+        let out = pair_loss(ctx, fwd, ctx.method.lambda);
+        margins.extend(to_host(out.margins));
+        base.extend(to_host(out.base_losses));
+        if let Some(k) = out.kl {
+            kl.get_or_insert_with(Vec::new).extend(to_host(k));
+        }
+        if let Some((q, p)) = out.probs {
+            post.get_or_insert_with(Vec::new).extend(rows_to_host(q));
+            prior.get_or_insert_with(Vec::new).extend(rows_to_host(p));
+        }
+    }
+    let n = pairs.len().max(1) as f64;
+    let accuracy = margins
+        .iter()
+        .map(|m| {
+            if *m > 0.0 {
+                1.0
+            } else if *m < 0.0 {
+                0.0
+            } else {
+                0.5
+            }
+        })
+        .sum::<f64>()
+        / n;
+    let code_perplexity = post.as_ref().map_or(f64::NAN, |rows| {
+        let codes: Vec<usize> = rows.iter().map(|r| crate::evaluate::argmax(r)).collect();
+        crate::metrics::code_perplexity(&codes)
+    });
+    EvalResult {
+        loss: base.iter().sum::<f64>() / n,
+        accuracy,
+        kl: kl.as_ref().map_or(f64::NAN, |v| v.iter().sum::<f64>() / n),
+        code_perplexity,
+        margins,
+        posterior: post,
+        prior,
+        kl_per_pair: kl,
+    }
+}
+
+/// One row of the training curves.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CurvePoint {
+    pub step: usize,
+    /// Mean training loss over the steps since the previous point.
+    pub train_loss: f64,
+    /// Held-out base loss with the inference code.
+    pub eval_loss: f64,
+    /// Held-out accuracy against observed labels with the inference code.
+    pub eval_accuracy: f64,
+    /// Held-out mean KL(q||p) (blank for baselines).
+    pub eval_kl: Option<f64>,
+    /// Held-out argmax-posterior code perplexity (blank without a codebook).
+    pub code_perplexity: Option<f64>,
+}
+
+/// How a method's training ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainStatus {
+    Completed,
+    /// The loss became NaN or infinite at this step.
+    Diverged {
+        step: usize,
+    },
+}
+
+/// The outcome of training one method.
+pub struct TrainedMethod<B: AutodiffBackend> {
+    pub model: MethodModel<B>,
+    pub curve: Vec<CurvePoint>,
+    pub status: TrainStatus,
+    /// Steps actually taken.
+    pub steps_done: usize,
+    /// Step of the checkpoint kept (after `steps_done` steps for `select = last`).
+    pub selected_step: usize,
+    pub seconds: f64,
+}
+
+/// Observer of a method's training: progress display and logging hook in here.
+pub trait TrainObserver {
+    /// After every optimiser step.
+    fn on_step(&mut self, _step: usize, _loss: f64) {}
+    /// After every held-out evaluation.
+    fn on_eval(&mut self, _point: &CurvePoint) {}
+}
+
+/// An observer that does nothing.
+pub struct Silent;
+impl TrainObserver for Silent {}
+
+/// Number of optimiser steps for a method: its `steps`, or `ceil(epochs * train / batch)`.
+pub fn total_steps(scenario: &Scenario, method: &ResolvedMethod, train_pairs: usize) -> usize {
+    match scenario.train.epochs {
+        Some(e) => (e * train_pairs).div_ceil(scenario.train.batch_size).max(1),
+        None => method.steps,
+    }
+}
+
+/// The batch order shared by every method of a run: pass after pass over a fresh shuffle of the
+/// training pairs (stream `batches`), `batch_size` pairs per step, the last partial batch of a
+/// pass dropped.
+pub fn batch_order(
+    train_pairs: usize,
+    batch_size: usize,
+    steps: usize,
+    seed: u64,
+) -> Vec<Vec<usize>> {
+    let mut rng = stream(seed, "batches");
+    let b = batch_size.min(train_pairs).max(1);
+    let mut order: Vec<usize> = Vec::new();
+    let mut cursor = 0;
+    (0..steps)
+        .map(|_| {
+            if cursor + b > order.len() {
+                order = (0..train_pairs).collect();
+                order.shuffle(&mut rng);
+                cursor = 0;
+            }
+            cursor += b;
+            order[cursor - b..cursor].to_vec()
+        })
+        .collect()
+}
+
+/// Train one method from `start` on `data.train`, evaluating on `data.eval` every
+/// `train.eval_every` steps and at the end.
+#[allow(clippy::too_many_arguments)]
+pub fn train_method<B: AutodiffBackend>(
+    scenario: &Scenario,
+    method: &ResolvedMethod,
+    data: &PreferenceData,
+    start: &Policy<B>,
+    train_refs: &ReferenceCache,
+    eval_refs: &ReferenceCache,
+    observer: &mut dyn TrainObserver,
+    device: &B::Device,
+) -> TrainedMethod<B> {
+    let seed = scenario.data.seed;
+    let clock = std::time::Instant::now();
+    let ctx = MethodContext::new(method, data);
+    let total = total_steps(scenario, method, data.train.len());
+    let batches = batch_order(data.train.len(), scenario.train.batch_size, total, seed);
+    let mut model = MethodModel::init(method, start, seed, device);
+    let mut optim = {
+        let mut cfg = AdamConfig::new();
+        if scenario.train.grad_clip > 0.0 {
+            cfg = cfg.with_grad_clipping(Some(GradientClippingConfig::Norm(
+                scenario.train.grad_clip as f32,
+            )));
+        }
+        cfg.init::<B, MethodModel<B>>()
+    };
+    let mut noise_rng = stream(seed, &format!("gumbel/{}", method.label));
+    let mut context_rng = stream(seed, &format!("context/{}", method.label));
+    let relaxation = Relaxation::from_hard(method.hard);
+    let mut curve = Vec::new();
+    let mut best: Option<(f64, usize, MethodModel<B>)> = None;
+    let mut status = TrainStatus::Completed;
+    let mut since_eval = (0.0, 0usize);
+    let mut steps_done = 0;
+    let eval_every = scenario.train.eval_every;
+
+    let run_eval = |model: &MethodModel<B>, step: usize, since: (f64, usize)| -> CurvePoint {
+        let valid = model.valid();
+        let mut rng = stream(seed, &format!("eval/{}/{step}", method.label));
+        let inner_ctx = MethodContext::new(method, data);
+        let res = evaluate(
+            &valid,
+            &inner_ctx,
+            &data.eval,
+            eval_refs,
+            |_| CodeChoice::Prior,
+            |i, rng| eval_context(&data.eval, &inner_ctx, i, rng),
+            &data.train,
+            &mut rng,
+            device,
+        );
+        CurvePoint {
+            step,
+            train_loss: if since.1 > 0 {
+                since.0 / since.1 as f64
+            } else {
+                f64::NAN
+            },
+            eval_loss: res.loss,
+            eval_accuracy: res.accuracy,
+            eval_kl: res.kl.is_finite().then_some(res.kl),
+            code_perplexity: res
+                .code_perplexity
+                .is_finite()
+                .then_some(res.code_perplexity),
+        }
+    };
+
+    for (step, idx) in batches.iter().enumerate() {
+        let pairs: Vec<&PreferencePair> = idx.iter().map(|&i| &data.train[i]).collect();
+        let own: Vec<Option<usize>> = idx.iter().map(|&i| Some(i)).collect();
+        let ctx_idx = if method.context > 0 {
+            ctx.context_indices(&pairs, &own, &mut context_rng)
+        } else {
+            Vec::new()
+        };
+        let ctx_pairs: Vec<&PreferencePair> = ctx_idx.iter().map(|&i| &data.train[i]).collect();
+        let rc: Vec<f64> = idx.iter().map(|&i| train_refs.chosen[i]).collect();
+        let rr: Vec<f64> = idx.iter().map(|&i| train_refs.rejected[i]).collect();
+        let choice = CodeChoice::Train {
+            tau: schedule::temperature(method, step, total),
+            relaxation,
+            g: schedule::prior_mix(method, step, total),
+        };
+        let fwd = forward_pairs(
+            &model,
+            &ctx,
+            &pairs,
+            &ctx_pairs,
+            (&rc, &rr),
+            &choice,
+            &mut noise_rng,
+            device,
+        );
+        let out = pair_loss(&ctx, fwd, schedule::kl_weight(method, step, total));
+        let loss = out.losses.mean();
+        let loss_value = to_host(loss.clone().reshape([1]))[0];
+        if !loss_value.is_finite() {
+            status = TrainStatus::Diverged { step };
+            break;
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let lr = schedule::learning_rate(
+            method.lr,
+            scenario.train.lr_warmup_steps,
+            scenario.train.schedule,
+            step,
+            total,
+        );
+        model = optim.step(lr, model, grads);
+        steps_done = step + 1;
+        since_eval = (since_eval.0 + loss_value, since_eval.1 + 1);
+        observer.on_step(step, loss_value);
+        if steps_done % eval_every == 0 || steps_done == total {
+            let point = run_eval(&model, steps_done, since_eval);
+            since_eval = (0.0, 0);
+            observer.on_eval(&point);
+            if !point.eval_loss.is_finite() {
+                status = TrainStatus::Diverged { step };
+                curve.push(point);
+                break;
+            }
+            if best.as_ref().is_none_or(|(l, _, _)| point.eval_loss < *l) {
+                best = Some((point.eval_loss, steps_done, model.clone()));
+            }
+            curve.push(point);
+        }
+    }
+    let (model, selected_step) = match (scenario.train.select, best) {
+        (CheckpointSelect::BestEvalLoss, Some((_, s, m))) => (m, s),
+        _ => (model, steps_done),
+    };
+    TrainedMethod {
+        model,
+        curve,
+        status,
+        steps_done,
+        selected_step,
+        seconds: clock.elapsed().as_secs_f64(),
+    }
+}
+
+/// Annotator-context indices (into the training pairs) for held-out pair `i`: `C` training
+/// pairs by the same annotator. Held-out pairs are never their own context.
+pub fn eval_context(
+    eval: &[PreferencePair],
+    ctx: &MethodContext,
+    i: usize,
+    rng: &mut SeededRng,
+) -> Vec<usize> {
+    ctx.context_indices(&[&eval[i]], &[None], rng)
+}

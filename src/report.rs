@@ -67,7 +67,7 @@ pub fn run_summary(scenario: &Scenario, metrics: &Table) -> String {
         }
     }
     s.push_str("## Methods (held-out pairs; prior code unless stated)\n\n");
-    let cols: [(&str, &str); 12] = [
+    let cols: [(&str, &str); 11] = [
         ("acc obs", "acc_obs"),
         ("acc noiseless", "acc_noiseless"),
         ("type-steered acc noiseless", "steered_acc_noiseless"),
@@ -79,7 +79,6 @@ pub fn run_summary(scenario: &Scenario, metrics: &Table) -> String {
         ("win vs π_ref", "policy_winrate_vs_ref"),
         ("KL(π‖π_ref)", "policy_kl_ref"),
         ("KL(π‖π*)", "policy_kl_opt"),
-        ("train s", "train_seconds"),
     ];
     s.push_str("| method | status |");
     for (h, _) in &cols {
@@ -123,7 +122,7 @@ pub fn run_summary(scenario: &Scenario, metrics: &Table) -> String {
     }
     s.push_str(
         "\n`–` marks a score that does not apply (codes for a baseline, true rewards for real data). \
-         Every number is in `metrics.csv`; training curves are in `curves.csv`, per-pair codes in \
+         Every number is in `metrics.csv` (wall-clock times, the one output that varies between identical runs, are in `timing.csv`); training curves are in `curves.csv`, per-pair codes in \
          `codes.csv`, the code × type steering table in `steering.csv`.\n",
     );
     s

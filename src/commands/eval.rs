@@ -14,7 +14,7 @@ use crate::scenario::Scenario;
 use crate::train::{MethodModel, ReferenceCache};
 use crate::{Error, Result};
 use burn::module::Module;
-use burn::record::CompactRecorder;
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use std::path::Path;
 
 /// Rescore every method checkpoint in `args.dir`.
@@ -86,7 +86,11 @@ fn load<M: Module<CpuBackend>>(
     device: &burn::tensor::Device<CpuBackend>,
 ) -> Result<M> {
     skeleton
-        .load_file(path.to_path_buf(), &CompactRecorder::new(), device)
+        .load_file(
+            path.to_path_buf(),
+            &NamedMpkFileRecorder::<FullPrecisionSettings>::new(),
+            device,
+        )
         .map_err(|e| {
             Error::msg(format!(
                 "{}: cannot load checkpoint: {e}",

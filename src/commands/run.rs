@@ -21,7 +21,7 @@ use crate::train::{
 };
 use crate::{Error, Result};
 use burn::module::{AutodiffModule, Module};
-use burn::record::CompactRecorder;
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use std::path::{Path, PathBuf};
@@ -34,7 +34,7 @@ pub const STEERING_PROMPTS: usize = 200;
 pub const MATCH_PAIRS: usize = 4000;
 
 /// The files a run writes into its output folder.
-pub const RUN_FILES: [&str; 7] = [
+pub const RUN_FILES: [&str; 8] = [
     "scenario.resolved.toml",
     "world.json",
     "metrics.csv",
@@ -42,6 +42,7 @@ pub const RUN_FILES: [&str; 7] = [
     "codes.csv",
     "steering.csv",
     "summary.md",
+    "timing.csv",
 ];
 
 /// Options of a run beyond the scenario.
@@ -318,6 +319,7 @@ impl<B: AutodiffBackend> RunOn<B> {
         let mut curves = Table::default();
         let mut codes = Table::default();
         let mut steering = Table::default();
+        let mut timing = Table::default();
         let mut diverged = Vec::new();
         let methods = scenario.resolved_methods();
         for (mi, method) in methods.iter().enumerate() {
@@ -337,6 +339,20 @@ impl<B: AutodiffBackend> RunOn<B> {
                 device,
             );
             observer.finish(&trained.status);
+            timing.push(vec![
+                ("method".into(), method.label.clone()),
+                ("steps".into(), trained.steps_done.to_string()),
+                (
+                    "train_seconds".into(),
+                    results::fmt_f64(Some(trained.seconds)),
+                ),
+                (
+                    "ms_per_step".into(),
+                    results::fmt_f64(Some(
+                        1e3 * trained.seconds / trained.steps_done.max(1) as f64,
+                    )),
+                ),
+            ]);
             for p in &trained.curve {
                 curves.push(curve_row(&method.label, p));
             }
@@ -344,7 +360,6 @@ impl<B: AutodiffBackend> RunOn<B> {
                 ("method".into(), None),
                 ("steps".into(), Some(trained.steps_done as f64)),
                 ("selected_step".into(), Some(trained.selected_step as f64)),
-                ("train_seconds".into(), Some(trained.seconds)),
                 ("warmup_kl_ref_start".into(), warm_kl),
             ];
             let mut labels = vec![
@@ -382,6 +397,8 @@ impl<B: AutodiffBackend> RunOn<B> {
         write_outputs(
             scenario, &run, out_dir, &metrics, &curves, &codes, &steering,
         )?;
+        // Wall-clock times are the one non-reproducible output, so they live in their own file.
+        timing.write(&out_dir.join("timing.csv"))?;
         let outcome = RunOutcome {
             methods: methods.len(),
             diverged,
@@ -420,7 +437,10 @@ fn curve_row(label: &str, p: &CurvePoint) -> Vec<(String, String)> {
 /// Save a module with burn's compact recorder (`<path>.mpk`).
 pub fn save_module<B: Backend, M: Module<B>>(module: M, path: &Path) -> Result<()> {
     module
-        .save_file(path.to_path_buf(), &CompactRecorder::new())
+        .save_file(
+            path.to_path_buf(),
+            &NamedMpkFileRecorder::<FullPrecisionSettings>::new(),
+        )
         .map_err(|e| Error::msg(format!("{}: cannot save checkpoint: {e}", path.display())))
 }
 
@@ -443,7 +463,7 @@ pub fn score_model<B: Backend>(
 ) -> ScoredModel {
     let data = &run.data;
     let ctx = MethodContext::new(method, data);
-    let mut rng = stream(seed, &format!("score/{}", method.label));
+    let mut rng = stream(seed, "score");
     let prior_eval = train::evaluate(
         model,
         &ctx,
@@ -679,7 +699,7 @@ pub fn policy_quality<B: Backend>(
     device: &B::Device,
 ) -> [Option<f64>; 5] {
     let pairs = &eval[..eval.len().min(POLICY_PROMPTS)];
-    let mut rng = stream(seed, &format!("policy/{}", method.label));
+    let mut rng = stream(seed, "policy");
     let prompts: Vec<Vec<u32>> = pairs.iter().map(|p| p.prompt.clone()).collect();
     let types: Vec<usize> = pairs.iter().map(|p| p.group).collect();
     let refs: Vec<Vec<u32>> = pairs
@@ -750,7 +770,7 @@ pub fn steering_table<B: Backend>(
     let types = world.types();
     (0..k)
         .map(|code| {
-            let mut rng = stream(seed, &format!("steer/{}/{code}", method.label));
+            let mut rng = stream(seed, &format!("steer/{code}"));
             let lens: Vec<usize> = pairs
                 .iter()
                 .map(|p| world.sample_reference(p.source, &p.prompt, &mut rng).len())

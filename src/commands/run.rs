@@ -583,16 +583,8 @@ pub fn score_model<B: Backend>(
                     LatentKind::Oracle => data.groups,
                     _ => method.codebook,
                 };
-                let table = steering_table(
-                    model,
-                    method,
-                    world,
-                    &data.eval,
-                    data.separator(),
-                    k,
-                    seed,
-                    device,
-                );
+                let table =
+                    steering_table(model, world, &data.eval, data.separator(), k, seed, device);
                 for (code, rewards) in table.iter().enumerate() {
                     for (t, r) in rewards.iter().enumerate() {
                         steering_rows.push(vec![
@@ -754,7 +746,6 @@ pub fn policy_quality<B: Backend>(
 #[allow(clippy::too_many_arguments)]
 pub fn steering_table<B: Backend>(
     model: &MethodModel<B>,
-    method: &ResolvedMethod,
     world: &World,
     eval: &[PreferencePair],
     separator: u32,

@@ -106,7 +106,7 @@ pub struct LatentConfig {
     #[config(default = "None")]
     pub d_hidden: Option<usize>,
     /// Standard deviation of the initial codes.
-    #[config(default = 0.02)]
+    #[config(default = 0.5)]
     pub code_init_std: f64,
 }
 

@@ -19,7 +19,7 @@ use crate::model::gaussian::{
 };
 use crate::model::gumbel::{Relaxation, gumbel_noise, gumbel_softmax};
 use crate::model::latent::{
-    LatentConfig, LatentHeads, one_hot_weights, pool_context, posterior_features,
+    LatentConfig, LatentHeads, mean_pool_groups, one_hot_weights, pool_context, posterior_features,
     prior_code_weights,
 };
 use crate::model::reference::score_responses;
@@ -222,8 +222,23 @@ pub fn forward_pairs<B: Backend>(
     };
     let features = || {
         let own = posterior_features(hidden.clone(), &batch);
-        if method.context == 0 || context.is_empty() {
+        if method.context == 0 {
             return own;
+        }
+        if context.is_empty() {
+            // Annotator-grouped training batch: consecutive runs of C + 1 pairs share an
+            // annotator, and each pair's posterior reads the mean over its run.
+            let group = method.context + 1;
+            assert!(
+                n % group == 0,
+                "{n} pairs do not form annotator groups of {group}"
+            );
+            let [_, f] = own.dims();
+            let pooled = mean_pool_groups(own, group);
+            return pooled
+                .unsqueeze_dim::<3>(1)
+                .repeat_dim(1, group)
+                .reshape([n, f]);
         }
         let cbatch = PairBatch::<B>::new(context, ctx.separator, device);
         let chidden = model.policy.hidden(cbatch.seqs.ids.clone());
@@ -538,6 +553,45 @@ pub fn total_steps(scenario: &Scenario, method: &ResolvedMethod, train_pairs: us
     }
 }
 
+/// Batches for a posterior with annotator context `C` (METHOD.md §4): each step holds
+/// `floor(batch_size / (C + 1))` runs of `C + 1` training pairs labelled by one annotator, so
+/// every pair's context is the rest of its run and costs no extra backbone pass. Annotators are
+/// drawn in proportion to how many pairs they labelled (the annotator of a uniformly drawn pair),
+/// pairs within a run without replacement while the annotator has enough (stream
+/// `batches/annotators`).
+pub fn annotator_batch_order(
+    train: &[PreferencePair],
+    batch_size: usize,
+    context: usize,
+    steps: usize,
+    seed: u64,
+) -> Vec<Vec<usize>> {
+    let mut rng = stream(seed, "batches/annotators");
+    let group = context + 1;
+    let runs = (batch_size / group).max(1);
+    let n_annotators = train.iter().map(|p| p.annotator + 1).max().unwrap_or(0);
+    let mut by_annotator = vec![Vec::new(); n_annotators];
+    for (i, p) in train.iter().enumerate() {
+        by_annotator[p.annotator].push(i);
+    }
+    (0..steps)
+        .map(|_| {
+            let mut batch = Vec::with_capacity(runs * group);
+            for _ in 0..runs {
+                let a = train[rng.random_range(0..train.len())].annotator;
+                let pool = &mut by_annotator[a];
+                if pool.len() >= group {
+                    let (chosen, _) = pool.partial_shuffle(&mut rng, group);
+                    batch.extend_from_slice(chosen);
+                } else {
+                    batch.extend((0..group).map(|_| pool[rng.random_range(0..pool.len())]));
+                }
+            }
+            batch
+        })
+        .collect()
+}
+
 /// The batch order shared by every method of a run: pass after pass over a fresh shuffle of the
 /// training pairs (stream `batches`), `batch_size` pairs per step, the last partial batch of a
 /// pass dropped.
@@ -581,7 +635,17 @@ pub fn train_method<B: AutodiffBackend>(
     let clock = std::time::Instant::now();
     let ctx = MethodContext::new(method, data);
     let total = total_steps(scenario, method, data.train.len());
-    let batches = batch_order(data.train.len(), scenario.train.batch_size, total, seed);
+    let batches = if method.context > 0 {
+        annotator_batch_order(
+            &data.train,
+            scenario.train.batch_size,
+            method.context,
+            total,
+            seed,
+        )
+    } else {
+        batch_order(data.train.len(), scenario.train.batch_size, total, seed)
+    };
     let mut model = MethodModel::init(method, start, seed, device);
     let mut optim = {
         let mut cfg = AdamConfig::new();
@@ -593,7 +657,6 @@ pub fn train_method<B: AutodiffBackend>(
         cfg.init::<B, MethodModel<B>>()
     };
     let mut noise_rng = stream(seed, &format!("gumbel/{}", method.label));
-    let mut context_rng = stream(seed, &format!("context/{}", method.label));
     let relaxation = Relaxation::from_hard(method.hard);
     let mut curve = Vec::new();
     let mut best: Option<(f64, usize, MethodModel<B>)> = None;
@@ -636,13 +699,6 @@ pub fn train_method<B: AutodiffBackend>(
 
     for (step, idx) in batches.iter().enumerate() {
         let pairs: Vec<&PreferencePair> = idx.iter().map(|&i| &data.train[i]).collect();
-        let own: Vec<Option<usize>> = idx.iter().map(|&i| Some(i)).collect();
-        let ctx_idx = if method.context > 0 {
-            ctx.context_indices(&pairs, &own, &mut context_rng)
-        } else {
-            Vec::new()
-        };
-        let ctx_pairs: Vec<&PreferencePair> = ctx_idx.iter().map(|&i| &data.train[i]).collect();
         let rc: Vec<f64> = idx.iter().map(|&i| train_refs.chosen[i]).collect();
         let rr: Vec<f64> = idx.iter().map(|&i| train_refs.rejected[i]).collect();
         let choice = CodeChoice::Train {
@@ -654,7 +710,7 @@ pub fn train_method<B: AutodiffBackend>(
             &model,
             &ctx,
             &pairs,
-            &ctx_pairs,
+            &[], // context methods train on annotator-grouped batches (annotator_batch_order)
             (&rc, &rr),
             &choice,
             &mut noise_rng,

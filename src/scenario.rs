@@ -764,6 +764,10 @@ pub struct MethodSpec {
     /// labelled by the same annotator (needs `world.annotators > 0`). Default 0 (off).
     #[serde(default)]
     pub context: Option<usize>,
+    /// What the posterior reads of each response: the hidden state at its `last` token (paper)
+    /// or the `mean` of the states over its tokens. Default last.
+    #[serde(default)]
+    pub posterior_pool: Option<PosteriorPool>,
     /// Gaussian latent dimension for the Gaussian ablation. Default d_model.
     #[serde(default)]
     pub latent_dim: Option<usize>,
@@ -773,6 +777,17 @@ pub struct MethodSpec {
     /// Step-count override for this method. Default: `train.steps`.
     #[serde(default)]
     pub steps: Option<usize>,
+}
+
+/// How the posterior summarises a response's hidden states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PosteriorPool {
+    /// The state at the last token of `[x, sep, y]` (the paper's reading).
+    #[default]
+    Last,
+    /// The mean of the states over the response tokens.
+    Mean,
 }
 
 /// How z is chosen from the prior at inference.
@@ -812,6 +827,7 @@ pub struct ResolvedMethod {
     pub lambda_warmup: f64,
     pub free_bits: f64,
     pub context: usize,
+    pub posterior_pool: PosteriorPool,
     pub latent_dim: usize,
     pub lr: f64,
     pub steps: usize,
@@ -836,6 +852,7 @@ impl MethodSpec {
             lambda_warmup: None,
             free_bits: None,
             context: None,
+            posterior_pool: None,
             latent_dim: None,
             lr: None,
             steps: None,
@@ -1096,6 +1113,7 @@ impl Scenario {
                     lambda_warmup: m.lambda_warmup.unwrap_or(0.0),
                     free_bits: m.free_bits.unwrap_or(0.0),
                     context: m.context.unwrap_or(0),
+                    posterior_pool: m.posterior_pool.unwrap_or_default(),
                     latent_dim: m.latent_dim.unwrap_or(self.model.d_model),
                     lr: m.lr.unwrap_or(self.train.lr),
                     steps: m.steps.unwrap_or(self.train.steps),
@@ -1266,6 +1284,12 @@ impl Scenario {
             "lpc",
         )?;
         only(m.context.is_some(), "context", lpc, "discrete lpc")?;
+        only(
+            m.posterior_pool.is_some(),
+            "posterior_pool",
+            lpc || name.latent == LatentKind::Gaussian,
+            "lpc",
+        )?;
         only(
             m.latent_dim.is_some(),
             "latent_dim",

@@ -14,7 +14,7 @@
 //! the oracle and for steering with a single code. It returns logits; the KL between the
 //! resulting categoricals and every loss live in `objective`.
 
-use super::backbone::{hidden_at_last, hidden_at_separator};
+use super::backbone::{gather_rows, hidden_at_last, hidden_at_separator};
 use super::gumbel::{gumbel_noise, one_hot_argmax};
 use crate::data::batch::PairBatch;
 use crate::scenario::InferenceMode;
@@ -178,6 +178,37 @@ pub fn prior_features<B: Backend>(hidden: Tensor<B, 3>, batch: &PairBatch<B>) ->
 pub fn posterior_features<B: Backend>(hidden: Tensor<B, 3>, batch: &PairBatch<B>) -> Tensor<B, 2> {
     let last = hidden_at_last(hidden, &batch.seqs);
     let (chosen, rejected) = batch.split(last);
+    Tensor::cat(vec![chosen, rejected], 1)
+}
+
+/// Posterior input features `[N, 2d]` from the response states averaged over response tokens:
+///
+/// ```text
+/// m(x, y) = (1/|y|) sum_i h(x, y)_(P + i)          (the states that predict y_1 .. y_|y|)
+/// features = [m(x, y_w) ; m(x, y_l)]
+/// ```
+///
+/// The option `posterior_pool = "mean"`: unlike the last state, an average over the response
+/// is linear in per-token evidence, so a reward that sums over tokens is readable from it.
+pub fn posterior_features_mean<B: Backend>(
+    hidden: Tensor<B, 3>,
+    batch: &PairBatch<B>,
+) -> Tensor<B, 2> {
+    let seqs = &batch.seqs;
+    let [_, _, d] = hidden.dims();
+    let rows = gather_rows(hidden, seqs.response_rows.clone()).reshape([
+        seqs.rows,
+        seqs.response_slots,
+        d,
+    ]);
+    let masked = rows * seqs.response_mask.clone().unsqueeze_dim::<3>(2);
+    let mean = masked.sum_dim(1).reshape([seqs.rows, d])
+        / seqs
+            .response_lens
+            .clone()
+            .clamp_min(1.0)
+            .unsqueeze_dim::<2>(1);
+    let (chosen, rejected) = batch.split(mean);
     Tensor::cat(vec![chosen, rejected], 1)
 }
 

@@ -20,12 +20,12 @@ use crate::model::gaussian::{
 use crate::model::gumbel::{Relaxation, gumbel_noise, gumbel_softmax};
 use crate::model::latent::{
     LatentConfig, LatentHeads, mean_pool_groups, one_hot_weights, pool_context, posterior_features,
-    prior_code_weights,
+    posterior_features_mean, prior_code_weights,
 };
 use crate::model::reference::score_responses;
 use crate::objective::{LogpForm, Lpc, Objective, PairLogps, PreferenceObjective};
 use crate::rng::{SeededRng, derive_seed, stream};
-use crate::scenario::{CheckpointSelect, LatentKind, ResolvedMethod, Scenario};
+use crate::scenario::{CheckpointSelect, LatentKind, PosteriorPool, ResolvedMethod, Scenario};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::{AutodiffModule, Module};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
@@ -220,8 +220,12 @@ pub fn forward_pairs<B: Backend>(
         let h = hidden_at_separator(hidden.clone(), &batch.seqs);
         h.narrow(0, 0, n)
     };
+    let read = |h: Tensor<B, 3>, b: &PairBatch<B>| match method.posterior_pool {
+        PosteriorPool::Last => posterior_features(h, b),
+        PosteriorPool::Mean => posterior_features_mean(h, b),
+    };
     let features = || {
-        let own = posterior_features(hidden.clone(), &batch);
+        let own = read(hidden.clone(), &batch);
         if method.context == 0 {
             return own;
         }
@@ -242,7 +246,7 @@ pub fn forward_pairs<B: Backend>(
         }
         let cbatch = PairBatch::<B>::new(context, ctx.separator, device);
         let chidden = model.policy.hidden(cbatch.seqs.ids.clone());
-        pool_context(own, posterior_features(chidden, &cbatch), method.context)
+        pool_context(own, read(chidden, &cbatch), method.context)
     };
     let mut code_logits = None;
     let mut gaussians = None;

@@ -27,7 +27,7 @@
 #   SCENARIO   scenario file with a [sweep] table (required)
 #   OUT        output folder on the shared filesystem (required)
 #   LPC_BENCH  the binary to run (default: lpc-bench on PATH)
-#   EXTRA_ARGS more arguments for `lpc-bench sweep`, e.g. "--threads 4" (default: none)
+#   EXTRA_ARGS more arguments for `lpc-bench sweep`, e.g. "--threads-per-cell 4" (default: none)
 #
 # The array must be contiguous with step 1 (`--array=0-(N-1)`, a `%K` throttle is fine):
 # the shard count is SLURM_ARRAY_TASK_COUNT and the shard index is the task id minus

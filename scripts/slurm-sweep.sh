@@ -9,12 +9,12 @@
 #
 # Submit the array and the dependent report job in one go (run on the login node):
 #
-#     SCENARIO=scenarios/paper/distance.toml OUT=results/distance \
+#     SCENARIO=scenarios/paper/objectives-distance.toml OUT=results/objectives-distance \
 #         scripts/slurm-sweep.sh submit 8
 #
 # or by hand:
 #
-#     export SCENARIO=scenarios/paper/distance.toml OUT=results/distance
+#     export SCENARIO=scenarios/paper/objectives-distance.toml OUT=results/objectives-distance
 #     jid=$(sbatch --parsable --array=0-7 --export=ALL scripts/slurm-sweep.sh)
 #     sbatch --dependency=afterok:"$jid" --export=ALL --job-name=lpc-report \
 #         --wrap='lpc-bench report "$OUT"'

@@ -32,24 +32,28 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-/// Fixed seconds per cell in the `--dry-run` estimate: world generation, the shared warm-up,
-/// policy-quality and steering samples, scoring and writing, which [`sweep::relative_cost`]
-/// leaves out. Fitted with [`CALIBRATION_SECONDS_PER_UNIT`], see there.
-pub const CALIBRATION_OVERHEAD_S: f64 = 0.35;
+/// Fixed seconds per cell in the `--dry-run` estimate: world generation, scoring, sampling
+/// and writing, which [`sweep::relative_cost`] leaves out. See
+/// [`CALIBRATION_SECONDS_PER_UNIT`] for the fit.
+pub const CALIBRATION_OVERHEAD_S: f64 = 1.0;
 
-/// Seconds per unit of [`sweep::relative_cost`] in the `--dry-run` estimate, for one cell on
-/// one CPU thread of the development machine (2-core x86-64 VM, release build, flex backend).
-/// Fitted through two measured cells of `lpc-bench sweep --threads-per-cell 1` (wall time of
-/// the cell, from its progress line; mean of the cell's methods):
+/// Seconds per unit of [`sweep::relative_cost`] in the `--dry-run` estimate: CPU seconds of one
+/// cell on one thread (`--threads-per-cell 1`), i.e. its wall time on an idle core. Measured on
+/// the development machine (2-core x86-64 VM, release build, flex backend) as user CPU time of
+/// `lpc-bench sweep` over cells of the two-opposed world (V = 16, lengths 6, T = 2), and fitted
+/// by eye through the mid and large cells:
 /// ```text
 /// seconds ≈ CALIBRATION_OVERHEAD_S + CALIBRATION_SECONDS_PER_UNIT · cost
-/// scenarios/smoke.toml            cost 1.18e9   0.9 s
-/// two-opposed world, d_model 32,
-///   1 layer, 2000/500 pairs, 300 steps, batch 32    cost 2.65e10   (see the report)
+/// cell                                                      cost      measured   estimate
+/// scenarios/smoke.toml (d 32, 1 layer, 400 pairs, 60 steps) 2.6e9     0.3 s      1.1 s
+/// d 64, 1 layer, 2000/500 pairs, 200 steps (ipo, lpc-simpo) 7.8e10    4.6 s      4.4 s
+/// d 64, 1 layer, 2000/500 pairs, 250 steps (dpo, lpc-dpo)   1.1e11    6.5 s      6.0 s
+/// d 64, 2 layers, 8000/2000 pairs, 500 steps (dpo, lpc-dpo) 5.4e11    24.5 s     24.6 s
 /// ```
-/// A rough guide (other load on the machine, more threads per cell and the per-method extras
-/// move it by tens of percent), enough to choose `--jobs`, shards and SLURM time limits.
-pub const CALIBRATION_SECONDS_PER_UNIT: f64 = 5.0e-10;
+/// Not modelled: the steering table samples 200 prompts per code, so an `lpc-*` cell with
+/// K = 256 codes takes about 6 s (1 layer) to 12 s (2 layers) more than estimated. A guide for
+/// choosing `--jobs`, shards and SLURM time limits; a loaded machine is slower.
+pub const CALIBRATION_SECONDS_PER_UNIT: f64 = 4.4e-11;
 
 /// Estimated seconds of one cell of relative cost `cost`:
 /// ```text
@@ -107,18 +111,18 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         .threads_per_cell
         .unwrap_or_else(|| cells.first().map(|c| c.scenario.train.threads).unwrap_or(0));
     if !args.quiet {
+        let threads_text = if threads == 0 {
+            "sharing all cores".to_string()
+        } else {
+            format!("{threads} thread(s) each")
+        };
         println!(
             "sweep {name}: {} cells in the grid; shard {shard}: {} cells, {} finished, {} to run \
-             ({jobs} at a time, {} threads per cell)",
+             ({jobs} at a time, {threads_text})",
             cells.len(),
             mine.len(),
             mine.len() - todo.len(),
             todo.len(),
-            if threads == 0 {
-                "shared pool of all cores".to_string()
-            } else {
-                threads.to_string()
-            },
         );
     }
     crate::device::set_cpu_threads(threads * jobs);
@@ -279,7 +283,8 @@ fn dry_run(name: &str, grid: usize, shard: Shard, mine: &[&Cell], args: &SweepAr
     );
     println!(
         "estimate = {CALIBRATION_OVERHEAD_S} s + {CALIBRATION_SECONDS_PER_UNIT:e} s × cost per \
-         cell, calibrated on a 2-core x86-64 VM (see commands::sweep::CALIBRATION_SECONDS_PER_UNIT)"
+         cell on one idle core, calibrated on a 2-core x86-64 VM \
+         (see commands::sweep::CALIBRATION_SECONDS_PER_UNIT)"
     );
 }
 

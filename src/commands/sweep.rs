@@ -6,14 +6,20 @@
 //! module only schedules cells, reports progress and failures, and estimates time for
 //! `--dry-run`.
 //!
-//! # Threads
-//! The CPU tensor backend runs on rayon's global pool, which is sized once per process. The
-//! sweep sizes it to `threads_per_cell × jobs` threads (unless that is 0: all cores), and the
-//! running cells share it: a cell's parallel tensor work may use any idle pool thread, so
-//! `threads_per_cell` is a budget per running cell, not a pinning. Results do not depend on the
-//! thread count (the flex backend gives identical results for 1 and 2 threads; the
-//! interrupt-and-resume test runs the two halves with different `--jobs`), so a sweep resumed
-//! with other `--jobs` gives the same table (timing columns aside).
+//! # Jobs and threads
+//! With `--jobs 1` cells run one after another in this process, on a tensor-backend pool of
+//! `threads_per_cell` threads. With `--jobs N > 1`, each cell runs in a child process of this
+//! executable (`lpc-bench run CELL.toml --out TMP --threads T --quiet`, the cell's scenario
+//! written as TOML, which loads back equal): burn keeps process-global state (the RNG behind
+//! `B::seed` parameter initialisation and dropout, rayon's global pool), so two cells in one
+//! process would interleave draws and give results that depend on timing. In a child each cell
+//! has its own RNG and a pool of exactly `T` threads. Results do not depend on `--jobs` or the
+//! thread count (the interrupt-and-resume test compares a `--jobs 2` run with a `--jobs 1` one),
+//! so a sweep may be resumed with other settings. `threads_per_cell` defaults to the scenario's
+//! `train.threads`, or, when that is 0 (all cores), to the cores divided by the jobs.
+//!
+//! A child outlives a sweep killed with SIGKILL by at most its cell (interrupting with Ctrl-C
+//! stops the whole process group); its temporary folder is never committed.
 //!
 //! # Failures
 //! A cell whose run fails (an error or a panic) is reported with its error and the sweep goes
@@ -107,9 +113,16 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         .filter(|c| !sweep::is_finished(&sweep::cell_dir(out, c)))
         .collect();
     let jobs = args.jobs.get().min(todo.len().max(1));
-    let threads = args
-        .threads_per_cell
-        .unwrap_or_else(|| cells.first().map(|c| c.scenario.train.threads).unwrap_or(0));
+    let threads = args.threads_per_cell.unwrap_or_else(|| {
+        match cells.first().map(|c| c.scenario.train.threads) {
+            Some(t) if t > 0 => t,
+            _ if jobs > 1 => {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                (cores / jobs).max(1)
+            }
+            _ => 0,
+        }
+    });
     if !args.quiet {
         let threads_text = if threads == 0 {
             "sharing all cores".to_string()
@@ -125,8 +138,10 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             todo.len(),
         );
     }
-    crate::device::set_cpu_threads(threads * jobs);
-    let outcome = run_cells(out, &todo, jobs, args.quiet);
+    if jobs == 1 {
+        crate::device::set_cpu_threads(threads);
+    }
+    let outcome = run_cells(out, &todo, jobs, threads, args.quiet);
 
     let table = sweep::merge(out)?;
     let merged = sweep::write_merged(out, &table)?;
@@ -174,8 +189,9 @@ struct Outcome {
 }
 
 /// Run `todo` with `jobs` workers pulling from a shared queue (the next index), printing one
-/// line per finished cell.
-fn run_cells(out: &Path, todo: &[&Cell], jobs: usize, quiet: bool) -> Outcome {
+/// line per finished cell: in this process when `jobs` is 1, else each cell in a child process
+/// with `threads` threads (see the module docs).
+fn run_cells(out: &Path, todo: &[&Cell], jobs: usize, threads: usize, quiet: bool) -> Outcome {
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let outcome = Mutex::new(Outcome::default());
@@ -195,8 +211,11 @@ fn run_cells(out: &Path, todo: &[&Cell], jobs: usize, quiet: bool) -> Outcome {
                     let mut diverged = Vec::new();
                     let result = catch_unwind(AssertUnwindSafe(|| {
                         sweep::run_cell_atomically(out, cell, |tmp| {
-                            let o = run_scenario(&cell.scenario, tmp, &opts)?;
-                            diverged = o.diverged;
+                            diverged = if jobs == 1 {
+                                run_scenario(&cell.scenario, tmp, &opts)?.diverged
+                            } else {
+                                run_in_child(cell, tmp, threads)?
+                            };
                             Ok(())
                         })
                     }))
@@ -231,6 +250,55 @@ fn run_cells(out: &Path, todo: &[&Cell], jobs: usize, quiet: bool) -> Outcome {
     o.failed.sort();
     o.diverged.sort();
     o
+}
+
+/// Run one cell as `lpc-bench run` in a child process of this executable, writing into `tmp`;
+/// returns the labels of diverged methods (from the `status` column of its `metrics.csv`).
+fn run_in_child(cell: &Cell, tmp: &Path, threads: usize) -> Result<Vec<String>> {
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::msg(format!("cannot find the lpc-bench executable: {e}")))?;
+    let mut file = tempfile::Builder::new()
+        .prefix("lpc-bench-cell-")
+        .suffix(".toml")
+        .tempfile()
+        .map_err(|e| Error::msg(format!("cannot write a cell scenario file: {e}")))?;
+    std::io::Write::write_all(&mut file, cell.scenario.to_toml().as_bytes())
+        .map_err(|e| Error::io(file.path(), e))?;
+    let output = std::process::Command::new(&exe)
+        .arg("run")
+        .arg(file.path())
+        .arg("--out")
+        .arg(tmp)
+        .arg("--threads")
+        .arg(threads.to_string())
+        .arg("--quiet")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .output()
+        .map_err(|e| Error::msg(format!("cannot start {}: {e}", exe.display())))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let mut tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+        tail.reverse();
+        return Err(Error::msg(format!(
+            "`lpc-bench run` exited with {}: {}",
+            output.status,
+            tail.join(" | ")
+        )));
+    }
+    let metrics = crate::report::folder::read_table(&tmp.join(sweep::METRICS_FILE))?;
+    let (Some(m), Some(st)) = (
+        metrics.columns.iter().position(|c| c == "method"),
+        metrics.columns.iter().position(|c| c == "status"),
+    ) else {
+        return Ok(Vec::new());
+    };
+    Ok(metrics
+        .rows
+        .iter()
+        .filter(|r| r[st].starts_with("diverged"))
+        .map(|r| r[m].clone())
+        .collect())
 }
 
 /// The text of a caught panic.

@@ -30,7 +30,9 @@ fn write_scenario(dir: &Path, text: &str) -> PathBuf {
 const TWO_METHODS: &str =
     "[[methods]]\nmethod = \"dpo\"\n[[methods]]\nmethod = \"lpc-dpo\"\ncodebook = 2\n";
 
-/// Finished cells (folders holding DONE) under `out/cells`.
+/// Committed cells under `out/cells`: `<point>/<method>` folders holding DONE. A cell being
+/// committed also has DONE in its `<method>.tmp-*` folder just before the rename; such
+/// temporary (and `.stale-*`) folders are not cells.
 fn done_cells(out: &Path) -> Vec<String> {
     let mut found = Vec::new();
     let Ok(points) = std::fs::read_dir(out.join("cells")) else {
@@ -41,6 +43,10 @@ fn done_cells(out: &Path) -> Vec<String> {
             continue;
         };
         for m in methods.flatten() {
+            let name = m.file_name().to_string_lossy().into_owned();
+            if name.contains(".tmp-") || name.contains(".stale-") {
+                continue;
+            }
             if m.path().join("DONE").is_file() {
                 found.push(format!(
                     "{}/{}",

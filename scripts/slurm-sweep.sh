@@ -9,12 +9,12 @@
 #
 # Submit the array and the dependent report job in one go (run on the login node):
 #
-#     SCENARIO=scenarios/paper/distance.toml OUT=results/distance \
+#     SCENARIO=scenarios/paper/objectives-distance.toml OUT=results/objectives-distance \
 #         scripts/slurm-sweep.sh submit 8
 #
 # or by hand:
 #
-#     export SCENARIO=scenarios/paper/distance.toml OUT=results/distance
+#     export SCENARIO=scenarios/paper/objectives-distance.toml OUT=results/objectives-distance
 #     jid=$(sbatch --parsable --array=0-7 --export=ALL scripts/slurm-sweep.sh)
 #     sbatch --dependency=afterok:"$jid" --export=ALL --job-name=lpc-report \
 #         --wrap='lpc-bench report "$OUT"'
@@ -27,7 +27,7 @@
 #   SCENARIO   scenario file with a [sweep] table (required)
 #   OUT        output folder on the shared filesystem (required)
 #   LPC_BENCH  the binary to run (default: lpc-bench on PATH)
-#   EXTRA_ARGS more arguments for `lpc-bench sweep`, e.g. "--threads 4" (default: none)
+#   EXTRA_ARGS more arguments for `lpc-bench sweep`, e.g. "--threads-per-cell 4" (default: none)
 #
 # The array must be contiguous with step 1 (`--array=0-(N-1)`, a `%K` throttle is fine):
 # the shard count is SLURM_ARRAY_TASK_COUNT and the shard index is the task id minus

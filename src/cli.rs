@@ -41,6 +41,14 @@ pub enum Command {
     /// Rescore the checkpoints of a finished run folder (after `run`), writing the scores into
     /// DIR/rescored/ (metrics.csv, summary.md).
     Eval(EvalArgs),
+    /// Run every cell of a scenario's [sweep] grid (grid point × method), each into its own
+    /// folder OUT/cells/<point>/<method>/ written atomically; finished cells are skipped, so an
+    /// interrupted sweep resumes where it stopped. Then merges OUT/all-metrics.csv and
+    /// OUT/all-metrics-summary.csv (mean ± std over seeds).
+    Sweep(SweepArgs),
+    /// Write report.md and plots/ (SVG and PNG) for a sweep folder (merging what every shard
+    /// wrote first) or for a single `run` folder.
+    Report(ReportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +131,45 @@ pub struct EvalArgs {
     pub quiet: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// Scenario file with a [sweep] table (a file without one runs one cell per method).
+    pub scenario: PathBuf,
+    /// Output folder (shared by every shard); created if missing. Required unless --dry-run.
+    #[arg(long, required_unless_present = "dry_run")]
+    pub out: Option<PathBuf>,
+    /// List the cells of this shard with their relative cost and estimated time; write nothing.
+    /// With --out, cells already finished there are marked and left out of the estimate.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Cells run at the same time on this machine.
+    #[arg(long, default_value = "1")]
+    pub jobs: std::num::NonZeroUsize,
+    /// Run only the I-th of N disjoint slices of the grid (0-based, as SLURM_ARRAY_TASK_ID for
+    /// --array=0-(N-1)); cell k of the expansion order belongs to shard k mod N.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<crate::sweep::Shard>,
+    /// CPU threads per cell; the tensor backend's pool gets threads-per-cell × jobs threads
+    /// shared by the running cells (0 = all cores). Default: the scenario's train.threads.
+    #[arg(long, value_name = "T")]
+    pub threads_per_cell: Option<usize>,
+    /// Override every cell's device: cpu, cuda or cuda:N.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Print only errors and the final line, not one line per cell.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A sweep output folder (holding cells/) or a folder written by `lpc-bench run`.
+    pub dir: PathBuf,
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
 /// Parse arguments, dispatch, and turn errors into a message and exit code 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -132,6 +179,8 @@ pub fn main() -> ExitCode {
         Command::Score(a) => crate::commands::score::run(&a),
         Command::Run(a) => crate::commands::run::run(&a),
         Command::Eval(a) => crate::commands::eval::run(&a),
+        Command::Sweep(a) => crate::commands::sweep::run(&a),
+        Command::Report(a) => crate::commands::report::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,6 +17,7 @@ pub mod evaluate;
 pub mod metrics;
 pub mod model;
 pub mod objective;
+pub mod plots;
 pub mod progress;
 pub mod report;
 pub mod results;

@@ -1,7 +1,10 @@
 //! Human-readable reports: the `summary.md` a person reads first after a run.
 //!
 //! Reports read the same tables that are written as CSV, so a number in a report is always the
-//! number in the files.
+//! number in the files. The report of a whole result folder (`lpc-bench report`: tables over
+//! seeds and the figures) is in [`folder`].
+
+pub mod folder;
 
 use crate::results::Table;
 use crate::scenario::Scenario;

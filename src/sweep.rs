@@ -1242,7 +1242,7 @@ pub fn summarise(table: &MergedTable) -> Summary {
 }
 
 /// A cell id without its `seed=` (or `data.seed=`) component.
-fn without_seed(id: &str) -> String {
+pub fn without_seed(id: &str) -> String {
     let (point, method) = id.split_once('/').unwrap_or((id, ""));
     let kept: Vec<&str> = point
         .split(',')

@@ -2,6 +2,10 @@
 
 #[path = "cli/generate.rs"]
 mod generate;
+#[path = "cli/report.rs"]
+mod report;
+#[path = "cli/sweep.rs"]
+mod sweep;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -2,6 +2,8 @@
 
 pub mod eval;
 pub mod generate;
+pub mod report;
 pub mod run;
 pub mod score;
+pub mod sweep;
 pub mod validate;

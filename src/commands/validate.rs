@@ -1,4 +1,5 @@
-//! `lpc-bench validate`: load each scenario, print it resolved or the error.
+//! `lpc-bench validate`: load each scenario, print it resolved or the error; for a scenario with
+//! a `[sweep]` table, also expand the grid (every cell is validated) and print its cell count.
 
 use crate::cli::ValidateArgs;
 use crate::scenario::Scenario;
@@ -8,12 +9,22 @@ use crate::{Error, Result};
 pub fn run(args: &ValidateArgs) -> Result<()> {
     let mut bad = 0usize;
     for path in &args.files {
-        match Scenario::load(path) {
-            Ok(s) => {
+        let checked = Scenario::load(path).map_err(Error::from).and_then(|s| {
+            let cells = match s.sweep {
+                Some(_) => Some(crate::sweep::load(path)?.len()),
+                None => None,
+            };
+            Ok((s, cells))
+        });
+        match checked {
+            Ok((s, cells)) => {
                 if args.quiet {
                     continue;
                 }
-                println!("# {} — ok", path.display());
+                match cells {
+                    Some(n) => println!("# {} — ok, sweep grid of {n} cells", path.display()),
+                    None => println!("# {} — ok", path.display()),
+                }
                 println!("{}", s.to_toml());
             }
             Err(e) => {

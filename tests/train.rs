@@ -307,3 +307,63 @@ fn smoke_run_writes_every_file_with_its_columns() {
     let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(summary.contains("| lpc-dpo | ok |"), "{summary}");
 }
+
+/// Issue 6: the whole pipeline on a slice of the shipped HH-RLHF data (40 helpful-base + 40
+/// harmless-base records, byte tokens): groups are the files, per-group accuracy and code-group
+/// NMI are reported, and the world-only scores (ceilings, true rewards) are blank.
+#[test]
+fn real_data_slice_runs_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let text = format!(
+        r#"
+name = "hh-slice"
+[data]
+eval_fraction = 0.25
+max_prompt_tokens = 24
+max_response_tokens = 16
+[[data.files]]
+path = "{fixtures}/hh-helpful-base-40.jsonl.gz"
+format = "hh-rlhf"
+group = "helpful"
+[[data.files]]
+path = "{fixtures}/hh-harmless-base-40.jsonl.gz"
+format = "hh-rlhf"
+group = "harmless"
+[model]
+d_model = 16
+layers = 1
+heads = 2
+warmup_steps = 5
+[train]
+steps = 6
+batch_size = 8
+eval_every = 3
+[[methods]]
+method = "dpo"
+[[methods]]
+method = "lpc-simpo"
+codebook = 2
+"#
+    );
+    let file = dir.path().join("hh.toml");
+    std::fs::write(&file, text).unwrap();
+    let out = dir.path().join("out");
+    let run = lpc_bench(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let metrics = read_csv(&out.join("metrics.csv"));
+    assert_eq!(metrics.len(), 2);
+    for r in &metrics {
+        assert_eq!(r["status"], "ok");
+        for col in ["acc_obs", "acc_obs_helpful", "acc_obs_harmless"] {
+            let v: f64 = r[col].parse().unwrap_or_else(|_| panic!("{col} = {:?}", r[col]));
+            assert!((0.0..=1.0).contains(&v), "{col} = {v}");
+        }
+        for col in ["acc_noiseless", "ceil_type_obs", "bound_nmi", "policy_reward"] {
+            assert_eq!(r[col], "", "{col} needs a synthetic world and must be blank");
+        }
+    }
+    let nmi: f64 = metrics[1]["post_nmi"].parse().unwrap();
+    assert!((0.0..=1.0).contains(&nmi));
+    assert_eq!(metrics[0]["post_nmi"], "", "a baseline has no codes");
+}

@@ -349,18 +349,38 @@ codebook = 2
     let file = dir.path().join("hh.toml");
     std::fs::write(&file, text).unwrap();
     let out = dir.path().join("out");
-    let run = lpc_bench(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let run = lpc_bench(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let metrics = read_csv(&out.join("metrics.csv"));
     assert_eq!(metrics.len(), 2);
     for r in &metrics {
         assert_eq!(r["status"], "ok");
         for col in ["acc_obs", "acc_obs_helpful", "acc_obs_harmless"] {
-            let v: f64 = r[col].parse().unwrap_or_else(|_| panic!("{col} = {:?}", r[col]));
+            let v: f64 = r[col]
+                .parse()
+                .unwrap_or_else(|_| panic!("{col} = {:?}", r[col]));
             assert!((0.0..=1.0).contains(&v), "{col} = {v}");
         }
-        for col in ["acc_noiseless", "ceil_type_obs", "bound_nmi", "policy_reward"] {
-            assert_eq!(r[col], "", "{col} needs a synthetic world and must be blank");
+        for col in [
+            "acc_noiseless",
+            "ceil_type_obs",
+            "bound_nmi",
+            "policy_reward",
+        ] {
+            assert_eq!(
+                r[col], "",
+                "{col} needs a synthetic world and must be blank"
+            );
         }
     }
     let nmi: f64 = metrics[1]["post_nmi"].parse().unwrap();

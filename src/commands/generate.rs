@@ -21,7 +21,7 @@ use crate::cli::GenerateArgs;
 use crate::data::PreferencePair;
 use crate::rng::{SeededRng, stream};
 use crate::scenario::Scenario;
-use crate::synth::{EVAL_STREAM, StatsAccumulator, TRAIN_STREAM, WORLD_STREAM, World, WorldStats};
+use crate::synth::{EVAL_STREAM, StatsAccumulator, TRAIN_STREAM, World, WorldStats};
 use crate::{Error, Result};
 
 /// The files `generate` writes, in write order.
@@ -90,28 +90,10 @@ pub fn write_dataset(scenario: &Scenario, out: &Path, force: bool) -> Result<Wor
         )));
     }
     let paths: Vec<PathBuf> = OUTPUTS.iter().map(|f| out.join(f)).collect();
-    if !force {
-        let existing: Vec<String> = paths
-            .iter()
-            .filter(|p| p.exists())
-            .map(|p| p.display().to_string())
-            .collect();
-        if !existing.is_empty() {
-            return Err(Error::msg(format!(
-                "output already exists: {} (pass --force to replace it)",
-                existing.join(", ")
-            )));
-        }
-    }
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    crate::results::prepare_out_dir(out, force, &OUTPUTS)?;
 
-    let spec = scenario.world();
     let seed = scenario.data.seed;
-    let world = World::new(
-        &spec,
-        scenario.noise.flip_rate,
-        &mut stream(seed, WORLD_STREAM),
-    );
+    let world = crate::synth::world_of(scenario);
 
     let train = write_pairs(
         &world,

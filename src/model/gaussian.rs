@@ -164,16 +164,15 @@ pub fn reparameterise<B: Backend>(q: &DiagGaussian<B>, eps: Tensor<B, 2>) -> Ten
     q.mean.clone() + q.log_var.clone().mul_scalar(0.5).exp() * eps
 }
 
-/// Analytic `KL(q || p)` per row, `[N]`, for diagonal Gaussians (range `[0, inf)`, 0 iff q = p):
-///
-/// ```text
-/// KL = 1/2 sum_j [ logvar_p - logvar_q + (exp(logvar_q) + (mu_q - mu_p)^2) / exp(logvar_p) - 1 ]
-/// ```
+/// Analytic `KL(q || p)` per row, `[N]`, for diagonal Gaussians: [`crate::objective::gaussian_kl`]
+/// (which gives the formula) applied to two [`DiagGaussian`]s.
 pub fn gaussian_kl<B: Backend>(q: &DiagGaussian<B>, p: &DiagGaussian<B>) -> Tensor<B, 1> {
-    let diff = q.mean.clone() - p.mean.clone();
-    let ratio = (q.log_var.clone().exp() + diff.powi_scalar(2)) / p.log_var.clone().exp();
-    let terms = p.log_var.clone() - q.log_var.clone() + ratio - 1.0;
-    terms.sum_dim(1).squeeze_dim::<1>(1).mul_scalar(0.5)
+    crate::objective::gaussian_kl(
+        q.mean.clone(),
+        q.log_var.clone(),
+        p.mean.clone(),
+        p.log_var.clone(),
+    )
 }
 
 #[cfg(all(test, feature = "flex"))]

@@ -559,11 +559,7 @@ impl OptimalPolicy<'_> {
 pub fn synthetic_data(scenario: &Scenario) -> (World, PreferenceData) {
     let spec = scenario.world();
     let seed = scenario.data.seed;
-    let world = World::new(
-        &spec,
-        scenario.noise.flip_rate,
-        &mut stream(seed, WORLD_STREAM),
-    );
+    let world = world_of(scenario);
     let draw = |name: &str, n: usize| -> Vec<PreferencePair> {
         let mut rng: SeededRng = stream(seed, name);
         world.pairs(&mut rng).take(n).collect()
@@ -580,6 +576,15 @@ pub fn synthetic_data(scenario: &Scenario) -> (World, PreferenceData) {
         max_response_len: spec.response_len,
     };
     (world, data)
+}
+
+/// The world of a scenario, drawn from `stream(data.seed, "world")`.
+pub fn world_of(scenario: &Scenario) -> World {
+    World::new(
+        &scenario.world(),
+        scenario.noise.flip_rate,
+        &mut stream(scenario.data.seed, WORLD_STREAM),
+    )
 }
 
 /// Name of the world's random stream.

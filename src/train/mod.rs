@@ -720,7 +720,12 @@ pub fn train_method<B: AutodiffBackend>(
             &mut noise_rng,
             device,
         );
-        let out = pair_loss(&ctx, fwd, schedule::kl_weight(method, step, total));
+        let out = pair_loss(
+            &ctx,
+            fwd,
+            ctx.objective
+                .lambda_at(schedule::progress(step, total), method.lambda_warmup),
+        );
         let loss = out.losses.mean();
         let loss_value = to_host(loss.clone().reshape([1]))[0];
         if !loss_value.is_finite() {

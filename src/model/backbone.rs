@@ -154,8 +154,9 @@ pub struct Block<B: Backend> {
 }
 
 impl<B: Backend> Block<B> {
-    /// `x` is `[N*L, d]` (sequence-major); `causal` is `[1, 1, L, L]` with 0 on and below the
-    /// diagonal and [`MASKED_SCORE`] above it.
+    /// `x` is `[N*L, d]` (sequence-major); `causal` is `[N, heads, L, L]` with 0 on and below
+    /// the diagonal and [`MASKED_SCORE`] above it (materialised at full size: adding a broadcast
+    /// `[1, 1, L, L]` mask takes the CPU backend's slow strided path).
     fn forward(&self, x: Tensor<B, 2>, n: usize, l: usize, causal: Tensor<B, 4>) -> Tensor<B, 2> {
         let [rows, d] = x.dims();
         let (h, dk) = (self.n_heads, d / self.n_heads);
@@ -225,9 +226,12 @@ impl<B: Backend> Policy<B> {
         let x = (self.token_embedding.forward(ids) + positions).reshape([n * l, d]);
         // tril_mask marks the entries strictly above the diagonal (key after query).
         let future = Tensor::<B, 2, Bool>::tril_mask([l, l], 0, &device);
+        let heads = self.blocks.first().map_or(1, |b| b.n_heads);
         let causal = Tensor::<B, 2>::zeros([l, l], &device)
             .mask_fill(future, MASKED_SCORE)
-            .reshape([1, 1, l, l]);
+            .reshape([1, 1, l, l])
+            .repeat_dim(0, n)
+            .repeat_dim(1, heads);
         let x = self
             .blocks
             .iter()

@@ -25,10 +25,11 @@ use crate::model::latent::{
 use crate::model::reference::score_responses;
 use crate::objective::{LogpForm, Lpc, Objective, PairLogps, PreferenceObjective};
 use crate::rng::{SeededRng, derive_seed, stream};
-use crate::scenario::{CheckpointSelect, LatentKind, ResolvedMethod, Scenario};
+use crate::scenario::{CheckpointSelect, LatentKind, ResolvedMethod, Scenario, TrainSpec};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::{AutodiffModule, Module};
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
@@ -564,6 +565,125 @@ pub fn batch_order(
         .collect()
 }
 
+/// The optimiser every method trains with: Adam (burn's defaults: beta 0.9/0.999, eps 1e-5)
+/// with the scenario's global gradient-norm clip (`train.grad_clip`, 0 = off).
+pub fn method_optimizer<B: AutodiffBackend>(
+    train: &TrainSpec,
+) -> OptimizerAdaptor<Adam, MethodModel<B>, B> {
+    let mut cfg = AdamConfig::new();
+    if train.grad_clip > 0.0 {
+        cfg = cfg.with_grad_clipping(Some(GradientClippingConfig::Norm(train.grad_clip as f32)));
+    }
+    cfg.init::<B, MethodModel<B>>()
+}
+
+/// The schedules' values at one step (all pure functions of the step, see [`schedule`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepSchedule {
+    /// Gumbel-softmax temperature ([`schedule::temperature`]).
+    pub tau: f64,
+    /// Posterior→prior mixing weight g ([`schedule::prior_mix`]).
+    pub g: f64,
+    /// KL weight lambda ([`schedule::kl_weight`]).
+    pub kl_weight: f64,
+    /// Learning rate ([`schedule::learning_rate`]).
+    pub lr: f64,
+}
+
+impl StepSchedule {
+    /// The values at `step` (0-based) of `total` steps of `method` in `scenario`.
+    pub fn at(scenario: &Scenario, method: &ResolvedMethod, step: usize, total: usize) -> Self {
+        StepSchedule {
+            tau: schedule::temperature(method, step, total),
+            g: schedule::prior_mix(method, step, total),
+            kl_weight: schedule::kl_weight(method, step, total),
+            lr: schedule::learning_rate(
+                method.lr,
+                scenario.train.lr_warmup_steps,
+                scenario.train.schedule,
+                step,
+                total,
+            ),
+        }
+    }
+}
+
+/// What one optimiser step returns.
+pub struct StepOutcome<B: AutodiffBackend> {
+    /// The model after the step (unchanged when the loss was not finite).
+    pub model: MethodModel<B>,
+    /// The mean training loss of the batch, before the update. Not finite means diverged: no
+    /// gradient was taken and the model is returned as it came.
+    pub loss: f64,
+}
+
+/// One optimiser step of a method on the training pairs `idx` (indices into `train`):
+///
+/// ```text
+/// fwd   = forward_pairs(model, pairs, context, cached ref log-probs, Gumbel code at (tau, g))
+/// loss  = mean_n pair_loss(fwd, lambda).losses          (read back to the host, one scalar)
+/// model = Adam(lr).step(model, grad loss)               (skipped when loss is not finite)
+/// ```
+///
+/// Annotator-context pairs (methods with `context > 0`) are drawn from `context_rng`, the
+/// Gumbel noise from `noise_rng`. This is exactly the body of [`train_method`]'s loop, public so
+/// that benches time the real step.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step<B: AutodiffBackend, O: Optimizer<MethodModel<B>, B>>(
+    model: MethodModel<B>,
+    optim: &mut O,
+    ctx: &MethodContext,
+    train: &[PreferencePair],
+    refs: &ReferenceCache,
+    idx: &[usize],
+    plan: &StepSchedule,
+    noise_rng: &mut SeededRng,
+    context_rng: &mut SeededRng,
+    device: &B::Device,
+) -> StepOutcome<B> {
+    let pairs: Vec<&PreferencePair> = idx.iter().map(|&i| &train[i]).collect();
+    let ctx_pairs: Vec<&PreferencePair> = if ctx.method.context > 0 {
+        let own: Vec<Option<usize>> = idx.iter().map(|&i| Some(i)).collect();
+        ctx.context_indices(&pairs, &own, context_rng)
+            .into_iter()
+            .map(|i| &train[i])
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let rc: Vec<f64> = idx.iter().map(|&i| refs.chosen[i]).collect();
+    let rr: Vec<f64> = idx.iter().map(|&i| refs.rejected[i]).collect();
+    let choice = CodeChoice::Train {
+        tau: plan.tau,
+        relaxation: Relaxation::from_hard(ctx.method.hard),
+        g: plan.g,
+    };
+    let fwd = forward_pairs(
+        &model,
+        ctx,
+        &pairs,
+        &ctx_pairs,
+        (&rc, &rr),
+        &choice,
+        noise_rng,
+        device,
+    );
+    let out = pair_loss(ctx, fwd, plan.kl_weight);
+    let loss = out.losses.mean();
+    let loss_value = to_host(loss.clone().reshape([1]))[0];
+    if !loss_value.is_finite() {
+        return StepOutcome {
+            model,
+            loss: loss_value,
+        };
+    }
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    StepOutcome {
+        model: optim.step(plan.lr, model, grads),
+        loss: loss_value,
+    }
+}
+
 /// Train one method from `start` on `data.train`, evaluating on `data.eval` every
 /// `train.eval_every` steps and at the end.
 #[allow(clippy::too_many_arguments)]
@@ -583,18 +703,9 @@ pub fn train_method<B: AutodiffBackend>(
     let total = total_steps(scenario, method, data.train.len());
     let batches = batch_order(data.train.len(), scenario.train.batch_size, total, seed);
     let mut model = MethodModel::init(method, start, seed, device);
-    let mut optim = {
-        let mut cfg = AdamConfig::new();
-        if scenario.train.grad_clip > 0.0 {
-            cfg = cfg.with_grad_clipping(Some(GradientClippingConfig::Norm(
-                scenario.train.grad_clip as f32,
-            )));
-        }
-        cfg.init::<B, MethodModel<B>>()
-    };
+    let mut optim = method_optimizer::<B>(&scenario.train);
     let mut noise_rng = stream(seed, &format!("gumbel/{}", method.label));
     let mut context_rng = stream(seed, &format!("context/{}", method.label));
-    let relaxation = Relaxation::from_hard(method.hard);
     let mut curve = Vec::new();
     let mut best: Option<(f64, usize, MethodModel<B>)> = None;
     let mut status = TrainStatus::Completed;
@@ -635,47 +746,25 @@ pub fn train_method<B: AutodiffBackend>(
     };
 
     for (step, idx) in batches.iter().enumerate() {
-        let pairs: Vec<&PreferencePair> = idx.iter().map(|&i| &data.train[i]).collect();
-        let own: Vec<Option<usize>> = idx.iter().map(|&i| Some(i)).collect();
-        let ctx_idx = if method.context > 0 {
-            ctx.context_indices(&pairs, &own, &mut context_rng)
-        } else {
-            Vec::new()
-        };
-        let ctx_pairs: Vec<&PreferencePair> = ctx_idx.iter().map(|&i| &data.train[i]).collect();
-        let rc: Vec<f64> = idx.iter().map(|&i| train_refs.chosen[i]).collect();
-        let rr: Vec<f64> = idx.iter().map(|&i| train_refs.rejected[i]).collect();
-        let choice = CodeChoice::Train {
-            tau: schedule::temperature(method, step, total),
-            relaxation,
-            g: schedule::prior_mix(method, step, total),
-        };
-        let fwd = forward_pairs(
-            &model,
+        let plan = StepSchedule::at(scenario, method, step, total);
+        let out = train_step(
+            model,
+            &mut optim,
             &ctx,
-            &pairs,
-            &ctx_pairs,
-            (&rc, &rr),
-            &choice,
+            &data.train,
+            train_refs,
+            idx,
+            &plan,
             &mut noise_rng,
+            &mut context_rng,
             device,
         );
-        let out = pair_loss(&ctx, fwd, schedule::kl_weight(method, step, total));
-        let loss = out.losses.mean();
-        let loss_value = to_host(loss.clone().reshape([1]))[0];
+        model = out.model;
+        let loss_value = out.loss;
         if !loss_value.is_finite() {
             status = TrainStatus::Diverged { step };
             break;
         }
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let lr = schedule::learning_rate(
-            method.lr,
-            scenario.train.lr_warmup_steps,
-            scenario.train.schedule,
-            step,
-            total,
-        );
-        model = optim.step(lr, model, grads);
         steps_done = step + 1;
         since_eval = (since_eval.0 + loss_value, since_eval.1 + 1);
         observer.on_step(step, loss_value);

@@ -95,6 +95,11 @@ pub fn run(args: &crate::cli::RunArgs) -> Result<()> {
 
 /// Run `scenario` into `out_dir` on the device the scenario names.
 pub fn run_scenario(scenario: &Scenario, out_dir: &Path, opts: &RunOptions) -> Result<RunOutcome> {
+    // Overrides applied after loading (--device, sweep cells) may break a rule, e.g. a cpu
+    // device with train.precision = "bf16".
+    scenario
+        .validate()
+        .map_err(|r| Error::msg(format!("scenario '{}': {r}", scenario.name)))?;
     let device = crate::device::DeviceChoice::parse(&scenario.train.device)?;
     device.check_available()?;
     results::prepare_out_dir(out_dir, opts.force, &RUN_FILES)?;
@@ -275,7 +280,7 @@ impl<B: AutodiffBackend> RunOn<B> {
         B::seed(device, derive_seed(seed, "init/policy"));
         let config =
             PolicyConfig::from_spec(&scenario.model, data.model_vocab(), data.max_seq_len());
-        let policy: Policy<B> = config.init(device);
+        let policy: Policy<B> = config.init(device).with_precision(scenario.train.precision);
         let (samples, heldout) = warmup_samples(scenario, &run);
         let note = |m: &str| {
             if !opts.quiet {

@@ -807,3 +807,123 @@ pub fn eval_context(
 ) -> Vec<usize> {
     ctx.context_indices(&[&eval[i]], &[None], rng)
 }
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::*;
+    use crate::model::CpuAutodiff;
+    use crate::model::backbone::PolicyConfig;
+
+    type A = CpuAutodiff;
+
+    /// The smoke scenario (`scenarios/smoke.toml`) with `steps` steps and one method.
+    fn smoke(method: &str, steps: usize) -> (Scenario, PreferenceData, Policy<A>) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/smoke.toml");
+        let mut scenario = Scenario::load(&path).unwrap();
+        scenario.methods = vec![crate::scenario::MethodSpec::named(method)];
+        scenario.train.steps = steps;
+        scenario.train.eval_every = steps;
+        let (_, data) = crate::synth::synthetic_data(&scenario);
+        let device = Default::default();
+        A::seed(&device, 5);
+        let start =
+            PolicyConfig::from_spec(&scenario.model, data.model_vocab(), data.max_seq_len())
+                .init::<A>(&device);
+        (scenario, data, start)
+    }
+
+    /// Summed log-probs of the first eval pairs' chosen responses under a model's policy.
+    fn fingerprint(model: &MethodModel<A>, data: &PreferenceData) -> Vec<f64> {
+        let seqs: Vec<(Vec<u32>, Vec<u32>)> = data.eval[..8]
+            .iter()
+            .map(|p| (p.prompt.clone(), p.chosen.clone()))
+            .collect();
+        score_responses(&model.policy.valid(), &seqs, data.separator())
+    }
+
+    #[test]
+    fn train_method_is_a_loop_of_train_step() {
+        // train_method must be exactly: batch_order, then train_step at StepSchedule::at(step)
+        // with the streams gumbel/<label> and context/<label>; replaying that by hand from the
+        // same start gives bit-identical parameters.
+        let (scenario, data, start) = smoke("lpc-dpo", 7);
+        let method = &scenario.resolved_methods()[0];
+        let device = Default::default();
+        let reference = start.valid();
+        let refs = ReferenceCache::compute(&reference, &data.train, data.separator());
+        let eval_refs = ReferenceCache::compute(&reference, &data.eval, data.separator());
+        let mut scenario_last = scenario.clone();
+        scenario_last.train.select = CheckpointSelect::Last;
+        let trained = train_method(
+            &scenario_last,
+            method,
+            &data,
+            &start,
+            &refs,
+            &eval_refs,
+            &mut Silent,
+            &device,
+        );
+        assert_eq!(trained.steps_done, 7);
+
+        let seed = scenario.data.seed;
+        let ctx = MethodContext::new(method, &data);
+        let mut model = MethodModel::init(method, &start, seed, &device);
+        let mut optim = method_optimizer::<A>(&scenario.train);
+        let mut noise = stream(seed, &format!("gumbel/{}", method.label));
+        let mut context = stream(seed, &format!("context/{}", method.label));
+        let batches = batch_order(data.train.len(), scenario.train.batch_size, 7, seed);
+        for (step, idx) in batches.iter().enumerate() {
+            let plan = StepSchedule::at(&scenario, method, step, 7);
+            let out = train_step(
+                model,
+                &mut optim,
+                &ctx,
+                &data.train,
+                &refs,
+                idx,
+                &plan,
+                &mut noise,
+                &mut context,
+                &device,
+            );
+            assert!(out.loss.is_finite());
+            model = out.model;
+        }
+        assert_eq!(
+            fingerprint(&model, &data),
+            fingerprint(&trained.model, &data)
+        );
+        // And the steps did move the policy away from the start.
+        let start_model = MethodModel::init(method, &start, seed, &device);
+        assert_ne!(fingerprint(&start_model, &data), fingerprint(&model, &data));
+    }
+
+    #[test]
+    fn a_non_finite_loss_takes_no_step() {
+        // A NaN reference log-prob makes the DPO loss NaN: train_step reports it and returns
+        // the model untouched (the loop then records the divergence).
+        let (scenario, data, start) = smoke("dpo", 1);
+        let method = &scenario.resolved_methods()[0];
+        let device = Default::default();
+        let mut refs = ReferenceCache::compute(&start.valid(), &data.train, data.separator());
+        let idx: Vec<usize> = (0..scenario.train.batch_size).collect();
+        refs.chosen[idx[0]] = f64::NAN;
+        let model = MethodModel::init(method, &start, 0, &device);
+        let before = fingerprint(&model, &data);
+        let out = train_step(
+            model,
+            &mut method_optimizer::<A>(&scenario.train),
+            &MethodContext::new(method, &data),
+            &data.train,
+            &refs,
+            &idx,
+            &StepSchedule::at(&scenario, method, 0, 1),
+            &mut stream(0, "noise"),
+            &mut stream(0, "context"),
+            &device,
+        );
+        assert!(out.loss.is_nan());
+        assert_eq!(fingerprint(&out.model, &data), before);
+    }
+}

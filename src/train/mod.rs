@@ -13,6 +13,7 @@ pub mod schedule;
 
 use crate::data::batch::PairBatch;
 use crate::data::{PreferenceData, PreferencePair};
+use crate::device::init_on_host;
 use crate::model::backbone::{Policy, hidden_at_separator};
 use crate::model::gaussian::{
     GaussianConfig, GaussianHeads, GaussianPrior, reparameterise, standard_normal_noise,
@@ -52,21 +53,36 @@ pub struct MethodModel<B: Backend> {
 impl<B: Backend> MethodModel<B> {
     /// The method's model: a copy of the shared starting policy plus freshly initialised heads
     /// (seeded by `init/<label>`, so adding a method never changes another's initialisation).
+    /// The heads are drawn on the host CPU backend and copied to `device`
+    /// ([`crate::device::init_on_host`]), so they are the same on every device; the backend's
+    /// own generator is seeded with the same seed (it drives dropout, if any).
     pub fn init(method: &ResolvedMethod, start: &Policy<B>, seed: u64, device: &B::Device) -> Self {
-        B::seed(device, derive_seed(seed, &format!("init/{}", method.label)));
+        let init_seed = derive_seed(seed, &format!("init/{}", method.label));
+        B::seed(device, init_seed);
         let d = start.d_model();
         let latent = match method.name.latent {
             LatentKind::Lpc | LatentKind::Oracle => {
-                Some(LatentConfig::new(d, method.codebook).init(device))
+                let config = LatentConfig::new(d, method.codebook);
+                Some(init_on_host(
+                    init_seed,
+                    config.init::<B>(device),
+                    |cpu| config.init(cpu),
+                    device,
+                ))
             }
             _ => None,
         };
         let gaussian = match method.name.latent {
-            LatentKind::Gaussian => Some(
-                GaussianConfig::new(d, method.latent_dim)
-                    .with_prior(GaussianPrior::Learned)
-                    .init(device),
-            ),
+            LatentKind::Gaussian => {
+                let config =
+                    GaussianConfig::new(d, method.latent_dim).with_prior(GaussianPrior::Learned);
+                Some(init_on_host(
+                    init_seed,
+                    config.init::<B>(device),
+                    |cpu| config.init(cpu),
+                    device,
+                ))
+            }
             _ => None,
         };
         MethodModel {

@@ -1,6 +1,6 @@
-//! The backend's own large-matmul rate: square f32 matmuls `C = A B` of side 512, 1024 and
-//! 2048 on the same backend the training step runs on (burn Flex on the CPU; CUDA with
-//! `LPC_BENCH_DEVICE=cuda` and `--features cuda`). Criterion's throughput is in FLOPs
+//! The backend's own large-matmul rate: square matmuls `C = A B` of side 512, 1024 and 2048 in
+//! f32 on the same backend the training step runs on (burn Flex on the CPU); with
+//! `LPC_BENCH_DEVICE=cuda` and `--features cuda`, sides 1024 to 8192 in f32, bf16 and f16. Criterion's throughput is in FLOPs
 //! (`2 n^3` per product), so its `elem/s` reads as FLOP/s; the train-step bench divides its
 //! achieved matmul FLOP/s by the best of these.
 //!
@@ -17,22 +17,28 @@ mod common;
 use std::time::Instant;
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Distribution, Tensor};
-use common::{bench_device, device_name, sync};
+use common::{bench_device, device_name, square_operands, sync};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use lpc_bench::device::DeviceChoice;
+use lpc_bench::scenario::Precision;
 
-const SIDES: [usize; 3] = [512, 1024, 2048];
-
-fn bench_on<B: Backend>(c: &mut Criterion, device: B::Device, dev: &str) {
-    let mut group = c.benchmark_group(format!("matmul-{dev}"));
+fn bench_on<B: Backend>(c: &mut Criterion, device: B::Device, choice: DeviceChoice) {
+    let (sides, precisions): (&[usize], &[Precision]) = match choice {
+        DeviceChoice::Cpu => (&[512, 1024, 2048], &[Precision::F32]),
+        DeviceChoice::Cuda(_) => (
+            &[1024, 2048, 4096, 8192],
+            &[Precision::F32, Precision::Bf16, Precision::F16],
+        ),
+    };
+    let mut group = c.benchmark_group(format!("matmul-{}", device_name(choice)));
     group.sampling_mode(SamplingMode::Flat);
-    for n in SIDES {
-        B::seed(&device, 1);
-        let a = Tensor::<B, 2>::random([n, n], Distribution::Normal(0.0, 1.0), &device);
-        let b = Tensor::<B, 2>::random([n, n], Distribution::Normal(0.0, 1.0), &device);
+    for (&n, &precision) in sides
+        .iter()
+        .flat_map(|n| precisions.iter().map(move |p| (n, p)))
+    {
+        let (a, b) = square_operands::<B>(&device, n, precision);
         group.throughput(Throughput::Elements(2 * (n as u64).pow(3)));
-        group.bench_function(BenchmarkId::new("f32", n), |bench| {
+        group.bench_function(BenchmarkId::new(precision.as_str(), n), |bench| {
             bench.iter_custom(|iters| {
                 sync::<B>(&device);
                 let clock = Instant::now();
@@ -50,14 +56,13 @@ fn bench_on<B: Backend>(c: &mut Criterion, device: B::Device, dev: &str) {
 fn main() {
     let mut c = common::criterion();
     let device = bench_device();
-    let dev = device_name(device);
     match device {
         DeviceChoice::Cpu => {
-            bench_on::<lpc_bench::model::CpuBackend>(&mut c, Default::default(), &dev)
+            bench_on::<lpc_bench::model::CpuBackend>(&mut c, Default::default(), device)
         }
         #[cfg(feature = "cuda")]
         DeviceChoice::Cuda(n) => {
-            bench_on::<burn::backend::Cuda>(&mut c, lpc_bench::device::cuda_device(n), &dev)
+            bench_on::<burn::backend::Cuda>(&mut c, lpc_bench::device::cuda_device(n), device)
         }
         #[cfg(not(feature = "cuda"))]
         DeviceChoice::Cuda(_) => unreachable!("bench_device rejects cuda without the feature"),

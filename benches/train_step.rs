@@ -15,18 +15,22 @@
 //! ```
 //!
 //! FLOPs per step come from `model::matmul_flops_per_step` (forward + backward = 3 x forward
-//! matmul FLOPs); the peak is the best of a few 2048^2 f32 matmuls on the same backend
-//! (`benches/matmul.rs` measures it under criterion).
+//! matmul FLOPs); the peak is the best rate of square matmuls on the same backend (512^2 to
+//! 2048^2 on the CPU, 4096^2 and 8192^2 on a GPU; `benches/matmul.rs` measures them under
+//! criterion).
+//! `LPC_BENCH_PRECISION=bf16|f16` benches the mixed-precision policy (GPU) and divides by the
+//! half-precision matmul peak.
 
 mod common;
 
 use burn::tensor::backend::AutodiffBackend;
 use common::{
-    Case, Shape, bench_case, bench_device, device_name, listing_or_testing, matmul_peak,
-    seconds_per_iter,
+    Case, Shape, bench_case, bench_device, bench_precision, device_name, listing_or_testing,
+    matmul_peak, peak_sides, seconds_per_iter,
 };
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use lpc_bench::device::DeviceChoice;
+use lpc_bench::scenario::Precision;
 
 const WIDTHS: [usize; 3] = [64, 256, 512];
 const METHODS: [(&str, &str); 4] = [
@@ -35,10 +39,12 @@ const METHODS: [(&str, &str); 4] = [
     ("simpo", "method = \"simpo\""),
     ("lpc-simpo", "method = \"lpc-simpo\"\ncodebook = 8"),
 ];
-/// Side of the square matmul whose FLOP rate is the peak the table divides by.
-const PEAK_N: usize = 2048;
-
-fn bench_on<B: AutodiffBackend>(c: &mut Criterion, device: B::Device, dev: &str) {
+fn bench_on<B: AutodiffBackend>(c: &mut Criterion, device: B::Device, choice: DeviceChoice) {
+    let precision = bench_precision();
+    let dev = match precision {
+        Precision::F32 => device_name(choice),
+        p => format!("{}-{}", device_name(choice), p.as_str()),
+    };
     for d in WIDTHS {
         let mut group = c.benchmark_group(format!("train_step-{dev}/d{d}"));
         group
@@ -58,15 +64,19 @@ fn bench_on<B: AutodiffBackend>(c: &mut Criterion, device: B::Device, dev: &str)
     if listing_or_testing() {
         return;
     }
-    let peak = matmul_peak::<B::InnerBackend>(&device, PEAK_N, 5);
-    summary(dev, peak);
+    let (peak, side) = peak_sides(choice)
+        .iter()
+        .map(|&n| (matmul_peak::<B::InnerBackend>(&device, n, precision, 5), n))
+        .fold((0.0, 0), |best, x| if x.0 > best.0 { x } else { best });
+    summary(&dev, peak, side, precision);
 }
 
 /// The table printed after criterion's own output.
-fn summary(dev: &str, peak: f64) {
+fn summary(dev: &str, peak: f64, side: usize, precision: Precision) {
     println!(
-        "\n## train_step on {dev}: matmul peak {:.1} GFLOP/s ({PEAK_N}^2 f32)\n",
-        peak / 1e9
+        "\n## train_step on {dev}: matmul peak {:.1} GFLOP/s (best square matmul: {side}^2 {})\n",
+        peak / 1e9,
+        precision.as_str()
     );
     println!(
         "| d_model | method | step ms | pairs/s | tokens/s | matmul GFLOP/step | GFLOP/s | % of peak |"
@@ -109,16 +119,15 @@ fn summary(dev: &str, peak: f64) {
 fn main() {
     let mut c = common::criterion();
     let device = bench_device();
-    let dev = device_name(device);
     match device {
         DeviceChoice::Cpu => {
-            bench_on::<lpc_bench::model::CpuAutodiff>(&mut c, Default::default(), &dev)
+            bench_on::<lpc_bench::model::CpuAutodiff>(&mut c, Default::default(), device)
         }
         #[cfg(feature = "cuda")]
         DeviceChoice::Cuda(n) => bench_on::<lpc_bench::device::CudaAutodiff>(
             &mut c,
             lpc_bench::device::cuda_device(n),
-            &dev,
+            device,
         ),
         #[cfg(not(feature = "cuda"))]
         DeviceChoice::Cuda(_) => unreachable!("bench_device rejects cuda without the feature"),

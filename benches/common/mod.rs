@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 use burn::optim::Adam;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::{Distribution, FloatDType, Tensor};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion};
 use lpc_bench::data::PreferenceData;
 use lpc_bench::device::DeviceChoice;
 use lpc_bench::model::backbone::{Policy, PolicyConfig};
 use lpc_bench::rng::{SeededRng, derive_seed, stream};
-use lpc_bench::scenario::{ResolvedMethod, Scenario};
+use lpc_bench::scenario::{Precision, ResolvedMethod, Scenario};
 use lpc_bench::train::{
     MethodContext, MethodModel, ReferenceCache, StepSchedule, batch_order, method_optimizer,
     train_step,
@@ -46,13 +46,26 @@ pub fn criterion() -> Criterion {
 /// used (CUDA in a build without `--features cuda`, or no usable GPU).
 pub fn bench_device() -> DeviceChoice {
     let text = std::env::var("LPC_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into());
-    let device = DeviceChoice::parse(&text)
+    DeviceChoice::parse(&text)
         .and_then(|d| d.check_available().map(|()| d))
         .unwrap_or_else(|e| {
             eprintln!("LPC_BENCH_DEVICE: {e}");
             std::process::exit(2)
-        });
-    device
+        })
+}
+
+/// The matmul precision of the benched policy from `LPC_BENCH_PRECISION` (`f32` default,
+/// `bf16`, `f16`: mixed precision, GPU only; see `Policy::with_precision`).
+pub fn bench_precision() -> Precision {
+    match std::env::var("LPC_BENCH_PRECISION").as_deref() {
+        Err(_) | Ok("f32") => Precision::F32,
+        Ok("bf16") => Precision::Bf16,
+        Ok("f16") => Precision::F16,
+        Ok(other) => {
+            eprintln!("LPC_BENCH_PRECISION must be f32, bf16 or f16, got '{other}'");
+            std::process::exit(2)
+        }
+    }
 }
 
 /// A short name for the device, for bench ids and tables.
@@ -147,7 +160,11 @@ fn flops(scenario: &Scenario, shape: Shape) -> u64 {
 
 /// The bench scenario of [`Case::new`].
 pub fn bench_scenario(shape: Shape, method_toml: &str) -> Scenario {
-    let heads = if shape.d_model % 4 == 0 { 4 } else { 1 };
+    let heads = if shape.d_model.is_multiple_of(4) {
+        4
+    } else {
+        1
+    };
     let text = format!(
         "name = \"bench\"\n\
              [world]\nvocab = 16\nprompt_len = {p}\nresponse_len = {r}\nsources = 2\ntypes = 2\n\
@@ -192,7 +209,8 @@ impl<'a, B: AutodiffBackend> Stepper<'a, B> {
         let data = &case.data;
         let start: Policy<B> =
             PolicyConfig::from_spec(&case.scenario.model, data.model_vocab(), data.max_seq_len())
-                .init(device);
+                .init(device)
+                .with_precision(bench_precision());
         let reference = burn::module::AutodiffModule::valid(&start);
         let refs = ReferenceCache::compute(&reference, &data.train, data.separator());
         let batches = batch_order(
@@ -276,12 +294,16 @@ pub fn sync<B: Backend>(device: &B::Device) {
     B::sync(device).expect("device synchronisation");
 }
 
-/// Achieved matmul FLOP/s of the backend on square `n x n` f32 matmuls: the best of `reps`
-/// timed products after one untimed warm-up (`2 n^3` FLOPs each).
-pub fn matmul_peak<B: Backend>(device: &B::Device, n: usize, reps: usize) -> f64 {
-    B::seed(device, 1);
-    let a = Tensor::<B, 2>::random([n, n], Distribution::Normal(0.0, 1.0), device);
-    let b = Tensor::<B, 2>::random([n, n], Distribution::Normal(0.0, 1.0), device);
+/// Achieved matmul FLOP/s of the backend on square `n x n` matmuls in `precision` (operands
+/// cast once, outside the clock): the best of `reps` timed products after one untimed warm-up
+/// (`2 n^3` FLOPs each).
+pub fn matmul_peak<B: Backend>(
+    device: &B::Device,
+    n: usize,
+    precision: Precision,
+    reps: usize,
+) -> f64 {
+    let (a, b) = square_operands::<B>(device, n, precision);
     let run = || {
         let c = a.clone().matmul(b.clone());
         sync::<B>(device);
@@ -296,6 +318,33 @@ pub fn matmul_peak<B: Backend>(device: &B::Device, n: usize, reps: usize) -> f64
         })
         .fold(f64::INFINITY, f64::min);
     2.0 * (n as f64).powi(3) / best
+}
+
+/// Two seeded `n x n` standard-normal operands in `precision`.
+pub fn square_operands<B: Backend>(
+    device: &B::Device,
+    n: usize,
+    precision: Precision,
+) -> (Tensor<B, 2>, Tensor<B, 2>) {
+    B::seed(device, 1);
+    let a = Tensor::<B, 2>::random([n, n], Distribution::Normal(0.0, 1.0), device);
+    let b = Tensor::<B, 2>::random([n, n], Distribution::Normal(0.0, 1.0), device);
+    let dtype = match precision {
+        Precision::F32 => FloatDType::F32,
+        Precision::Bf16 => FloatDType::BF16,
+        Precision::F16 => FloatDType::F16,
+    };
+    (a.cast(dtype), b.cast(dtype))
+}
+
+/// Sides of the square matmuls whose best rate the train-step table divides by (512 to 2048 on
+/// the CPU, where the 512^2 product often runs fastest on the shared 2-core machine; 4096 and
+/// 8192 on a GPU). The best of them is used so that the fraction of peak is not overstated.
+pub fn peak_sides(device: DeviceChoice) -> &'static [usize] {
+    match device {
+        DeviceChoice::Cpu => &[512, 1024, 2048],
+        DeviceChoice::Cuda(_) => &[4096, 8192],
+    }
 }
 
 thread_local! {

@@ -22,16 +22,28 @@ fn gpu_sized_scenarios_meet_the_issue_sizes() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let s = load(&format!("gpu/{name}"));
-        assert!(s.train.device.starts_with("cuda"), "{name}: device {}", s.train.device);
+        assert!(
+            s.train.device.starts_with("cuda"),
+            "{name}: device {}",
+            s.train.device
+        );
         if name.starts_with("smoke") {
             continue;
         }
         let w = s.world();
         let seq = w.prompt_len + 1 + w.response_len;
-        assert!(s.model.d_model >= 512, "{name}: d_model {}", s.model.d_model);
+        assert!(
+            s.model.d_model >= 512,
+            "{name}: d_model {}",
+            s.model.d_model
+        );
         assert!(s.model.layers >= 6, "{name}: layers {}", s.model.layers);
         assert!(seq >= 128, "{name}: sequence {seq}");
-        assert!(s.data.train_pairs >= 100_000, "{name}: {} pairs", s.data.train_pairs);
+        assert!(
+            s.data.train_pairs >= 100_000,
+            "{name}: {} pairs",
+            s.data.train_pairs
+        );
         sized += 1;
     }
     assert!(sized >= 5, "only {sized} GPU-sized scenarios");

@@ -155,16 +155,15 @@ pub struct Block<B: Backend> {
 }
 
 impl<B: Backend> Block<B> {
-    /// `x` is `[N*L, d]` (sequence-major); `causal` is `[N, heads, L, L]` with 0 on and below
-    /// the diagonal and [`MASKED_SCORE`] above it (materialised at full size: adding a broadcast
-    /// `[1, 1, L, L]` mask takes the CPU backend's slow strided path). `compute`: the precision
-    /// of the matmuls ([`Policy::with_precision`]); everything else stays in f32.
+    /// `x` is `[N*L, d]` (sequence-major); `causal` is the `[L, L]` mask flattened to
+    /// `[1, L*L]`, 0 on and below the diagonal and [`MASKED_SCORE`] above it. `compute`: the
+    /// precision of the matmuls ([`Policy::with_precision`]); everything else stays in f32.
     fn forward(
         &self,
         x: Tensor<B, 2>,
         n: usize,
         l: usize,
-        causal: Tensor<B, 4>,
+        causal: Tensor<B, 2>,
         compute: Option<FloatDType>,
     ) -> Tensor<B, 2> {
         let [rows, d] = x.dims();
@@ -175,8 +174,13 @@ impl<B: Backend> Block<B> {
         let q = split_heads(linear(&self.query, a.clone()));
         let k = split_heads(linear(&self.key, a.clone()));
         let v = split_heads(linear(&self.value, a));
-        let scores =
-            matmul_in(q, k.swap_dims(2, 3), compute).div_scalar((dk as f64).sqrt()) + causal;
+        // `[N*h, L*L] + [1, L*L]`: a shared-row broadcast, which the CPU backend adds with SIMD
+        // in place (a `[1, 1, L, L]` mask against `[N, h, L, L]` takes its scalar strided path).
+        let scores = matmul_in(q, k.swap_dims(2, 3), compute)
+            .div_scalar((dk as f64).sqrt())
+            .reshape([n * h, l * l])
+            + causal;
+        let scores = scores.reshape([n, h, l, l]);
         let context = matmul_in(softmax(scores, 3), v, compute)
             .swap_dims(1, 2)
             .reshape([rows, d]);
@@ -269,21 +273,21 @@ impl<B: Backend> Policy<B> {
         );
         let device = ids.device();
         let d = self.d_model();
+        // Broadcasts are written as `[rows, F] + [1, F]` (shared-row) adds, the pattern the CPU
+        // backend runs with SIMD; other broadcast shapes take its scalar strided path.
         let positions = self
             .position_embedding
             .weight
             .val()
             .narrow(0, 0, l)
-            .unsqueeze_dim::<3>(0);
-        let x = (self.token_embedding.forward(ids) + positions).reshape([n * l, d]);
+            .reshape([1, l * d]);
+        let tokens = self.token_embedding.forward(ids).reshape([n, l * d]);
+        let x = (tokens + positions).reshape([n * l, d]);
         // tril_mask marks the entries strictly above the diagonal (key after query).
         let future = Tensor::<B, 2, Bool>::tril_mask([l, l], 0, &device);
-        let heads = self.blocks.first().map_or(1, |b| b.n_heads);
         let causal = Tensor::<B, 2>::zeros([l, l], &device)
             .mask_fill(future, MASKED_SCORE)
-            .reshape([1, 1, l, l])
-            .repeat_dim(0, n)
-            .repeat_dim(1, heads);
+            .reshape([1, l * l]);
         let x = self.blocks.iter().fold(x, |x, block| {
             block.forward(x, n, l, causal.clone(), self.compute)
         });
@@ -319,9 +323,11 @@ impl<B: Backend> Policy<B> {
         let (n, r) = (batch.rows, batch.response_slots);
         let h = gather_rows(hidden, batch.response_rows.clone());
         let h = match z {
+            // Each row's code repeated over its R slots, then one contiguous add (a `[N, 1, d]`
+            // broadcast against `[N, R, d]` takes the CPU backend's scalar strided path).
             Some(z) => {
                 let [_, d] = h.dims();
-                (h.reshape([n, r, d]) + z.unsqueeze_dim::<3>(1)).reshape([n * r, d])
+                h + z.unsqueeze_dim::<3>(1).repeat_dim(1, r).reshape([n * r, d])
             }
             None => h,
         };

@@ -591,6 +591,34 @@ pub struct TrainSpec {
     /// CPU threads (0 = all cores). Default 0.
     #[serde(default)]
     pub threads: usize,
+    /// Precision of the policy's matmuls: `f32` (default), or `bf16` / `f16` mixed precision on
+    /// a GPU (parameters, optimiser, losses and KL stay f32). Half precision is rejected on the
+    /// CPU.
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+/// Precision of the policy's matmuls (`train.precision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Everything in f32.
+    #[default]
+    F32,
+    /// Matmuls in bfloat16 (8-bit mantissa, f32 range): GPUs with bf16 tensor cores.
+    Bf16,
+    /// Matmuls in IEEE half (10-bit mantissa, max 65504).
+    F16,
+}
+
+impl Precision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+            Precision::F16 => "f16",
+        }
+    }
 }
 
 impl Default for TrainSpec {
@@ -607,6 +635,7 @@ impl Default for TrainSpec {
             select: CheckpointSelect::default(),
             device: d_device(),
             threads: 0,
+            precision: Precision::F32,
         }
     }
 }
@@ -1569,6 +1598,16 @@ impl TrainSpec {
                 format!("must be cpu, cuda or cuda:N, got '{dev}'"),
             ));
         }
+        if dev == "cpu" && self.precision != Precision::F32 {
+            return Err(rule(
+                "train.precision",
+                format!(
+                    "'{}' needs a GPU (train.device = \"cuda\"): the CPU backend has no fast \
+                     half-precision matmul; use \"f32\" on the CPU",
+                    self.precision.as_str()
+                ),
+            ));
+        }
         Ok(())
     }
 }
@@ -1620,6 +1659,30 @@ mod tests {
         let (f, r) = invalid("[[methods]]\nmethod = \"dpo\"\n[[methods]]\nmethod = \"dpo\"");
         assert_eq!(f, "methods[1].label");
         assert!(r.contains("unique"));
+    }
+
+    #[test]
+    fn half_precision_needs_a_gpu_device() {
+        let (field, why) = invalid("[train]\nprecision = \"bf16\"");
+        assert_eq!(field, "train.precision");
+        assert!(why.contains("needs a GPU") && why.contains("f32"), "{why}");
+        assert_eq!(invalid("[train]\nprecision = \"f16\"").0, "train.precision");
+        for p in ["bf16", "f16"] {
+            let s = Scenario::from_toml_str(
+                &format!("[train]\ndevice = \"cuda:1\"\nprecision = \"{p}\""),
+                "t",
+            )
+            .unwrap();
+            assert_eq!(s.train.precision.as_str(), p);
+        }
+        assert_eq!(
+            Scenario::from_toml_str("", "t").unwrap().train.precision,
+            Precision::F32
+        );
+        assert!(matches!(
+            Scenario::from_toml_str("[train]\nprecision = \"fp8\"", "t"),
+            Err(ScenarioError::Parse { .. })
+        ));
     }
 
     #[test]

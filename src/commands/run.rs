@@ -96,6 +96,11 @@ pub fn run(args: &crate::cli::RunArgs) -> Result<()> {
 
 /// Run `scenario` into `out_dir` on the device the scenario names.
 pub fn run_scenario(scenario: &Scenario, out_dir: &Path, opts: &RunOptions) -> Result<RunOutcome> {
+    // Overrides applied after loading (--device, sweep cells) may break a rule, e.g. a cpu
+    // device with train.precision = "bf16".
+    scenario
+        .validate()
+        .map_err(|r| Error::msg(format!("scenario '{}': {r}", scenario.name)))?;
     let device = crate::device::DeviceChoice::parse(&scenario.train.device)?;
     device.check_available()?;
     results::prepare_out_dir(out_dir, opts.force, &RUN_FILES)?;
@@ -272,11 +277,19 @@ impl<B: AutodiffBackend> RunOn<B> {
         let data = &run.data;
         let world_cols = world_scores(run.world.as_ref(), &data.eval);
 
-        // The shared starting policy: a supervised fit to pi_ref, frozen as the reference.
-        B::seed(device, derive_seed(seed, "init/policy"));
+        // The shared starting policy: a supervised fit to pi_ref, frozen as the reference. Its
+        // initial weights are drawn on the host, so they are the same on every device.
+        let init_seed = derive_seed(seed, "init/policy");
+        B::seed(device, init_seed);
         let config =
             PolicyConfig::from_spec(&scenario.model, data.model_vocab(), data.max_seq_len());
-        let policy: Policy<B> = config.init(device);
+        let policy: Policy<B> = crate::device::init_on_host(
+            init_seed,
+            config.init::<B>(device),
+            |cpu| config.init(cpu),
+            device,
+        )
+        .with_precision(scenario.train.precision);
         let (samples, heldout) = warmup_samples(scenario, &run);
         let note = |m: &str| {
             if !opts.quiet {

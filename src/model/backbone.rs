@@ -21,7 +21,7 @@
 //! and every other layer acts per position, so tokens after t never change h_t.
 
 use crate::data::batch::SeqBatch;
-use crate::scenario::ModelSpec;
+use crate::scenario::{ModelSpec, Precision};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::activation::{Activation, ActivationConfig};
@@ -31,7 +31,7 @@ use burn::nn::{
 };
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Int, Tensor};
+use burn::tensor::{Bool, FloatDType, Int, Tensor};
 
 /// Score given to attention from a position to a later one. Its softmax weight is exactly 0 in
 /// f32 (exp(-1e9) underflows), and unlike -inf it cannot produce `inf - inf = NaN`.
@@ -99,6 +99,7 @@ impl PolicyConfig {
             lm_head: LinearConfig::new(self.d_model, self.vocab).init(device),
             vocab: self.vocab,
             max_seq_len: self.max_seq_len,
+            compute: None,
         };
         materialise(policy)
     }
@@ -154,27 +155,79 @@ pub struct Block<B: Backend> {
 }
 
 impl<B: Backend> Block<B> {
-    /// `x` is `[N*L, d]` (sequence-major); `causal` is `[1, 1, L, L]` with 0 on and below the
-    /// diagonal and [`MASKED_SCORE`] above it.
-    fn forward(&self, x: Tensor<B, 2>, n: usize, l: usize, causal: Tensor<B, 4>) -> Tensor<B, 2> {
+    /// `x` is `[N*L, d]` (sequence-major); `causal` is the `[L, L]` mask flattened to
+    /// `[1, L*L]`, 0 on and below the diagonal and [`MASKED_SCORE`] above it. `compute`: the
+    /// precision of the matmuls ([`Policy::with_precision`]); everything else stays in f32.
+    fn forward(
+        &self,
+        x: Tensor<B, 2>,
+        n: usize,
+        l: usize,
+        causal: Tensor<B, 2>,
+        compute: Option<FloatDType>,
+    ) -> Tensor<B, 2> {
         let [rows, d] = x.dims();
         let (h, dk) = (self.n_heads, d / self.n_heads);
         let split_heads = |t: Tensor<B, 2>| t.reshape([n, l, h, dk]).swap_dims(1, 2);
+        let linear = |layer: &Linear<B>, t: Tensor<B, 2>| linear_in(layer, t, compute);
         let a = self.attn_norm.forward(x.clone());
-        let q = split_heads(self.query.forward(a.clone()));
-        let k = split_heads(self.key.forward(a.clone()));
-        let v = split_heads(self.value.forward(a));
-        let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((dk as f64).sqrt()) + causal;
-        let context = softmax(scores, 3)
-            .matmul(v)
+        let q = split_heads(linear(&self.query, a.clone()));
+        let k = split_heads(linear(&self.key, a.clone()));
+        let v = split_heads(linear(&self.value, a));
+        // `[N*h, L*L] + [1, L*L]`: a shared-row broadcast, which the CPU backend adds with SIMD
+        // in place (a `[1, 1, L, L]` mask against `[N, h, L, L]` takes its scalar strided path).
+        let scores = matmul_in(q, k.swap_dims(2, 3), compute)
+            .div_scalar((dk as f64).sqrt())
+            .reshape([n * h, l * l])
+            + causal;
+        let scores = scores.reshape([n, h, l, l]);
+        let context = matmul_in(softmax(scores, 3), v, compute)
             .swap_dims(1, 2)
             .reshape([rows, d]);
-        let x = x + self.dropout.forward(self.attn_out.forward(context));
+        let x = x + self.dropout.forward(linear(&self.attn_out, context));
         let f = self.ff_norm.forward(x.clone());
-        let f = self
-            .ff_out
-            .forward(self.activation.forward(self.ff_in.forward(f)));
+        let f = linear(
+            &self.ff_out,
+            self.activation.forward(linear(&self.ff_in, f)),
+        );
         x + self.dropout.forward(f)
+    }
+}
+
+/// `layer(x)` with its matmul in precision `compute`: input, weight and bias cast down, the
+/// result cast back to the input's precision (f32), so gradients reach the f32 parameters
+/// through the casts. `None` is `layer.forward(x)` exactly.
+///
+/// ```text
+/// y = cast_f32( cast_c(x) cast_c(W) + cast_c(b) )
+/// ```
+pub fn linear_in<B: Backend>(
+    layer: &Linear<B>,
+    x: Tensor<B, 2>,
+    compute: Option<FloatDType>,
+) -> Tensor<B, 2> {
+    let Some(c) = compute else {
+        return layer.forward(x);
+    };
+    let out = FloatDType::from(x.dtype());
+    let weight = layer.weight.val().cast(c);
+    let bias = layer.bias.as_ref().map(|b| b.val().cast(c));
+    burn::tensor::module::linear(x.cast(c), weight, bias).cast(out)
+}
+
+/// `a.matmul(b)` in precision `compute` (operands cast down, the product cast back to `a`'s
+/// precision); `None` is the plain matmul.
+pub fn matmul_in<B: Backend, const D: usize>(
+    a: Tensor<B, D>,
+    b: Tensor<B, D>,
+    compute: Option<FloatDType>,
+) -> Tensor<B, D> {
+    match compute {
+        None => a.matmul(b),
+        Some(c) => {
+            let out = FloatDType::from(a.dtype());
+            a.cast(c).matmul(b.cast(c)).cast(out)
+        }
     }
 }
 
@@ -188,6 +241,10 @@ pub struct Policy<B: Backend> {
     lm_head: Linear<B>,
     vocab: usize,
     max_seq_len: usize,
+    /// Precision of the matmuls (`None` = f32, the default; see [`Policy::with_precision`]).
+    /// Not a parameter and not saved in checkpoints.
+    #[module(skip)]
+    compute: Option<FloatDType>,
 }
 
 /// Response log-probabilities of a [`SeqBatch`], all from one hidden pass.
@@ -216,22 +273,24 @@ impl<B: Backend> Policy<B> {
         );
         let device = ids.device();
         let d = self.d_model();
+        // Broadcasts are written as `[rows, F] + [1, F]` (shared-row) adds, the pattern the CPU
+        // backend runs with SIMD; other broadcast shapes take its scalar strided path.
         let positions = self
             .position_embedding
             .weight
             .val()
             .narrow(0, 0, l)
-            .unsqueeze_dim::<3>(0);
-        let x = (self.token_embedding.forward(ids) + positions).reshape([n * l, d]);
+            .reshape([1, l * d]);
+        let tokens = self.token_embedding.forward(ids).reshape([n, l * d]);
+        let x = (tokens + positions).reshape([n * l, d]);
         // tril_mask marks the entries strictly above the diagonal (key after query).
         let future = Tensor::<B, 2, Bool>::tril_mask([l, l], 0, &device);
         let causal = Tensor::<B, 2>::zeros([l, l], &device)
             .mask_fill(future, MASKED_SCORE)
-            .reshape([1, 1, l, l]);
-        let x = self
-            .blocks
-            .iter()
-            .fold(x, |x, block| block.forward(x, n, l, causal.clone()));
+            .reshape([1, l * l]);
+        let x = self.blocks.iter().fold(x, |x, block| {
+            block.forward(x, n, l, causal.clone(), self.compute)
+        });
         self.final_norm.forward(x).reshape([n, l, d])
     }
 
@@ -264,13 +323,15 @@ impl<B: Backend> Policy<B> {
         let (n, r) = (batch.rows, batch.response_slots);
         let h = gather_rows(hidden, batch.response_rows.clone());
         let h = match z {
+            // Each row's code repeated over its R slots, then one contiguous add (a `[N, 1, d]`
+            // broadcast against `[N, R, d]` takes the CPU backend's scalar strided path).
             Some(z) => {
                 let [_, d] = h.dims();
-                (h.reshape([n, r, d]) + z.unsqueeze_dim::<3>(1)).reshape([n * r, d])
+                h + z.unsqueeze_dim::<3>(1).repeat_dim(1, r).reshape([n * r, d])
             }
             None => h,
         };
-        log_softmax(self.lm_head.forward(h), 1)
+        log_softmax(linear_in(&self.lm_head, h, self.compute), 1)
     }
 
     /// Response log-probabilities (per token, summed, length-normalised) under code `z`.
@@ -315,7 +376,32 @@ impl<B: Backend> Policy<B> {
             Some(z) => h + z,
             None => h,
         };
-        log_softmax(self.lm_head.forward(h), 1)
+        log_softmax(linear_in(&self.lm_head, h, self.compute), 1)
+    }
+
+    /// Mixed precision: run every matmul of the backbone and the LM head in `precision`
+    /// (autocast: operands cast down, products cast back), keeping the parameters, the
+    /// optimiser state, LayerNorm, softmax, the residual stream, the log-probabilities and so
+    /// every loss and KL in f32. `F32` (the default) leaves the policy exactly as built.
+    ///
+    /// Half precision is meant for GPUs (tensor cores); scenario validation rejects it on the
+    /// CPU, where burn Flex has no fast half-precision matmul.
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.compute = match precision {
+            Precision::F32 => None,
+            Precision::Bf16 => Some(FloatDType::BF16),
+            Precision::F16 => Some(FloatDType::F16),
+        };
+        self
+    }
+
+    /// The matmul precision ([`Policy::with_precision`]).
+    pub fn precision(&self) -> Precision {
+        match self.compute {
+            Some(FloatDType::BF16) => Precision::Bf16,
+            Some(FloatDType::F16) => Precision::F16,
+            _ => Precision::F32,
+        }
     }
 
     /// Hidden size d.
@@ -492,6 +578,94 @@ mod tests {
             .hidden(ids.clone())
             .into_data()
             .assert_eq(&copy.hidden(ids).into_data(), true);
+    }
+
+    #[test]
+    fn half_precision_matmuls_track_f32_and_train_f32_parameters() {
+        // Autocast rounds every matmul operand to the half format (relative rounding error
+        // u = 2^-9 for bf16, 2^-11 for f16) and accumulates in f32, so log-probs move by a
+        // small multiple of u times their size; the parameters, their gradients and the
+        // log-probs themselves stay f32. Flex runs both half matmuls (slowly), so the cast path
+        // is checked here even though scenarios allow half precision on GPUs only.
+        use crate::model::CpuAutodiff;
+        use burn::module::AutodiffModule;
+        type A = CpuAutodiff;
+        let device = Default::default();
+        A::seed(&device, 7);
+        let policy = PolicyConfig::new(9, 12, 32, 2, 4, 64).init::<A>(&device);
+        let a: (&[u32], &[u32]) = (&[1, 2, 3], &[4, 5, 6, 7]);
+        let b: (&[u32], &[u32]) = (&[0, 8], &[1, 2]);
+        let batch = SeqBatch::<A>::new(&[a, b], 8, &device);
+        let grads_of = |p: &Policy<A>| {
+            let lp = p.log_probs(p.hidden(batch.ids.clone()), &batch, None);
+            let sum = lp.sum.clone();
+            let grads = lp.sum.sum().backward();
+            let g = p
+                .lm_head
+                .weight
+                .val()
+                .grad(&grads)
+                .expect("lm head gradient");
+            let g0 = p.blocks[0]
+                .query
+                .weight
+                .val()
+                .grad(&grads)
+                .expect("query gradient");
+            (
+                floats(sum.inner()),
+                floats(g),
+                floats(g0),
+                g0_dtype(&p.blocks[0]),
+            )
+        };
+        fn g0_dtype<B: Backend>(block: &Block<B>) -> burn::tensor::DType {
+            block.query.weight.val().dtype()
+        }
+        let (lp32, g32, q32, _) = grads_of(&policy);
+        for (precision, u) in [
+            (Precision::Bf16, 2f32.powi(-9)),
+            (Precision::F16, 2f32.powi(-11)),
+        ] {
+            let half = policy.clone().with_precision(precision);
+            assert_eq!(half.precision(), precision);
+            assert_eq!(
+                half.valid().precision(),
+                precision,
+                "valid() keeps the precision"
+            );
+            let (lp, g, q, dtype) = grads_of(&half);
+            assert_eq!(dtype, burn::tensor::DType::F32, "parameters stay f32");
+            // The products really were rounded (were the casts no-ops, these would be equal).
+            assert_ne!(lp, lp32, "{precision:?} changed nothing");
+            println!("{precision:?}: {lp:?} vs f32 {lp32:?}");
+            for (x, y) in lp.iter().zip(&lp32) {
+                // 8 u relative: a few roundings of each operand's size (seen: ~u |y| to 2u |y|).
+                assert!(
+                    (x - y).abs() <= 8.0 * u * y.abs().max(1.0),
+                    "{precision:?} {x} vs {y}"
+                );
+            }
+            let cos = |a: &[f32], b: &[f32]| {
+                let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+                let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+                let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+                dot / (na * nb)
+            };
+            assert!(
+                cos(&g, &g32) > 0.999,
+                "{precision:?} lm-head grad cos {}",
+                cos(&g, &g32)
+            );
+            assert!(
+                cos(&q, &q32) > 0.99,
+                "{precision:?} query grad cos {}",
+                cos(&q, &q32)
+            );
+        }
+        // F32 is the policy exactly as built.
+        let same = policy.clone().with_precision(Precision::F32);
+        assert_eq!(grads_of(&same).0, lp32);
     }
 
     #[test]

@@ -31,6 +31,7 @@
 //! compute them once per pair up front instead of once per step.
 
 pub mod backbone;
+pub mod flops;
 pub mod gaussian;
 pub mod gumbel;
 pub mod latent;
@@ -40,6 +41,7 @@ pub mod sampling;
 pub use backbone::{
     Policy, PolicyConfig, SeqLogProbs, gather_rows, hidden_at_last, hidden_at_separator,
 };
+pub use flops::{MatmulFlops, forward_matmul_flops, matmul_flops_per_step};
 pub use gaussian::{
     DiagGaussian, GaussianConfig, GaussianHeads, GaussianPrior, gaussian_kl, reparameterise,
     standard_normal_noise,

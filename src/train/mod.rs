@@ -13,6 +13,7 @@ pub mod schedule;
 
 use crate::data::batch::PairBatch;
 use crate::data::{PreferenceData, PreferencePair};
+use crate::device::init_on_host;
 use crate::model::backbone::{Policy, hidden_at_separator};
 use crate::model::gaussian::{
     GaussianConfig, GaussianHeads, GaussianPrior, reparameterise, standard_normal_noise,
@@ -25,10 +26,13 @@ use crate::model::latent::{
 use crate::model::reference::score_responses;
 use crate::objective::{LogpForm, Lpc, Objective, PairLogps, PreferenceObjective};
 use crate::rng::{SeededRng, derive_seed, stream};
-use crate::scenario::{CheckpointSelect, LatentKind, PosteriorPool, ResolvedMethod, Scenario};
+use crate::scenario::{
+    CheckpointSelect, LatentKind, PosteriorPool, ResolvedMethod, Scenario, TrainSpec,
+};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::{AutodiffModule, Module};
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
@@ -51,21 +55,36 @@ pub struct MethodModel<B: Backend> {
 impl<B: Backend> MethodModel<B> {
     /// The method's model: a copy of the shared starting policy plus freshly initialised heads
     /// (seeded by `init/<label>`, so adding a method never changes another's initialisation).
+    /// The heads are drawn on the host CPU backend and copied to `device`
+    /// ([`crate::device::init_on_host`]), so they are the same on every device; the backend's
+    /// own generator is seeded with the same seed (it drives dropout, if any).
     pub fn init(method: &ResolvedMethod, start: &Policy<B>, seed: u64, device: &B::Device) -> Self {
-        B::seed(device, derive_seed(seed, &format!("init/{}", method.label)));
+        let init_seed = derive_seed(seed, &format!("init/{}", method.label));
+        B::seed(device, init_seed);
         let d = start.d_model();
         let latent = match method.name.latent {
             LatentKind::Lpc | LatentKind::Oracle => {
-                Some(LatentConfig::new(d, method.codebook).init(device))
+                let config = LatentConfig::new(d, method.codebook);
+                Some(init_on_host(
+                    init_seed,
+                    config.init::<B>(device),
+                    |cpu| config.init(cpu),
+                    device,
+                ))
             }
             _ => None,
         };
         let gaussian = match method.name.latent {
-            LatentKind::Gaussian => Some(
-                GaussianConfig::new(d, method.latent_dim)
-                    .with_prior(GaussianPrior::Learned)
-                    .init(device),
-            ),
+            LatentKind::Gaussian => {
+                let config =
+                    GaussianConfig::new(d, method.latent_dim).with_prior(GaussianPrior::Learned);
+                Some(init_on_host(
+                    init_seed,
+                    config.init::<B>(device),
+                    |cpu| config.init(cpu),
+                    device,
+                ))
+            }
             _ => None,
         };
         MethodModel {
@@ -622,6 +641,117 @@ pub fn batch_order(
         .collect()
 }
 
+/// The optimiser every method trains with: Adam (burn's defaults: beta 0.9/0.999, eps 1e-5)
+/// with the scenario's global gradient-norm clip (`train.grad_clip`, 0 = off).
+pub fn method_optimizer<B: AutodiffBackend>(
+    train: &TrainSpec,
+) -> OptimizerAdaptor<Adam, MethodModel<B>, B> {
+    let mut cfg = AdamConfig::new();
+    if train.grad_clip > 0.0 {
+        cfg = cfg.with_grad_clipping(Some(GradientClippingConfig::Norm(train.grad_clip as f32)));
+    }
+    cfg.init::<B, MethodModel<B>>()
+}
+
+/// The schedules' values at one step (all pure functions of the step, see [`schedule`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepSchedule {
+    /// Gumbel-softmax temperature ([`schedule::temperature`]).
+    pub tau: f64,
+    /// Posterior→prior mixing weight g ([`schedule::prior_mix`]).
+    pub g: f64,
+    /// KL weight lambda ([`schedule::kl_weight`]).
+    pub kl_weight: f64,
+    /// Learning rate ([`schedule::learning_rate`]).
+    pub lr: f64,
+}
+
+impl StepSchedule {
+    /// The values at `step` (0-based) of `total` steps of `method` in `scenario`.
+    pub fn at(scenario: &Scenario, method: &ResolvedMethod, step: usize, total: usize) -> Self {
+        StepSchedule {
+            tau: schedule::temperature(method, step, total),
+            g: schedule::prior_mix(method, step, total),
+            kl_weight: schedule::kl_weight(method, step, total),
+            lr: schedule::learning_rate(
+                method.lr,
+                scenario.train.lr_warmup_steps,
+                scenario.train.schedule,
+                step,
+                total,
+            ),
+        }
+    }
+}
+
+/// What one optimiser step returns.
+pub struct StepOutcome<B: AutodiffBackend> {
+    /// The model after the step (unchanged when the loss was not finite).
+    pub model: MethodModel<B>,
+    /// The mean training loss of the batch, before the update. Not finite means diverged: no
+    /// gradient was taken and the model is returned as it came.
+    pub loss: f64,
+}
+
+/// One optimiser step of a method on the training pairs `idx` (indices into `train`):
+///
+/// ```text
+/// fwd   = forward_pairs(model, pairs, context, cached ref log-probs, Gumbel code at (tau, g))
+/// loss  = mean_n pair_loss(fwd, lambda).losses          (read back to the host, one scalar)
+/// model = Adam(lr).step(model, grad loss)               (skipped when loss is not finite)
+/// ```
+///
+/// Methods with annotator context (`context > 0`) get `idx` as runs of C + 1 pairs by one
+/// annotator (`annotator_batch_order`); the Gumbel noise comes from `noise_rng`. This is exactly the body of [`train_method`]'s loop, public so
+/// that benches time the real step.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step<B: AutodiffBackend, O: Optimizer<MethodModel<B>, B>>(
+    model: MethodModel<B>,
+    optim: &mut O,
+    ctx: &MethodContext,
+    train: &[PreferencePair],
+    refs: &ReferenceCache,
+    idx: &[usize],
+    plan: &StepSchedule,
+    noise_rng: &mut SeededRng,
+    device: &B::Device,
+) -> StepOutcome<B> {
+    let pairs: Vec<&PreferencePair> = idx.iter().map(|&i| &train[i]).collect();
+    let rc: Vec<f64> = idx.iter().map(|&i| refs.chosen[i]).collect();
+    let rr: Vec<f64> = idx.iter().map(|&i| refs.rejected[i]).collect();
+    let choice = CodeChoice::Train {
+        tau: plan.tau,
+        relaxation: Relaxation::from_hard(ctx.method.hard),
+        g: plan.g,
+    };
+    let fwd = forward_pairs(
+        &model,
+        ctx,
+        &pairs,
+        // Context methods train on annotator-grouped batches (`annotator_batch_order`): each
+        // run of C + 1 pairs is its own context, so no extra pairs are passed.
+        &[],
+        (&rc, &rr),
+        &choice,
+        noise_rng,
+        device,
+    );
+    let out = pair_loss(ctx, fwd, plan.kl_weight);
+    let loss = out.losses.mean();
+    let loss_value = to_host(loss.clone().reshape([1]))[0];
+    if !loss_value.is_finite() {
+        return StepOutcome {
+            model,
+            loss: loss_value,
+        };
+    }
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    StepOutcome {
+        model: optim.step(plan.lr, model, grads),
+        loss: loss_value,
+    }
+}
+
 /// Train one method from `start` on `data.train`, evaluating on `data.eval` every
 /// `train.eval_every` steps and at the end.
 #[allow(clippy::too_many_arguments)]
@@ -651,17 +781,8 @@ pub fn train_method<B: AutodiffBackend>(
         batch_order(data.train.len(), scenario.train.batch_size, total, seed)
     };
     let mut model = MethodModel::init(method, start, seed, device);
-    let mut optim = {
-        let mut cfg = AdamConfig::new();
-        if scenario.train.grad_clip > 0.0 {
-            cfg = cfg.with_grad_clipping(Some(GradientClippingConfig::Norm(
-                scenario.train.grad_clip as f32,
-            )));
-        }
-        cfg.init::<B, MethodModel<B>>()
-    };
+    let mut optim = method_optimizer::<B>(&scenario.train);
     let mut noise_rng = stream(seed, &format!("gumbel/{}", method.label));
-    let relaxation = Relaxation::from_hard(method.hard);
     let mut curve = Vec::new();
     let mut best: Option<(f64, usize, MethodModel<B>)> = None;
     let mut status = TrainStatus::Completed;
@@ -702,45 +823,24 @@ pub fn train_method<B: AutodiffBackend>(
     };
 
     for (step, idx) in batches.iter().enumerate() {
-        let pairs: Vec<&PreferencePair> = idx.iter().map(|&i| &data.train[i]).collect();
-        let rc: Vec<f64> = idx.iter().map(|&i| train_refs.chosen[i]).collect();
-        let rr: Vec<f64> = idx.iter().map(|&i| train_refs.rejected[i]).collect();
-        let choice = CodeChoice::Train {
-            tau: schedule::temperature(method, step, total),
-            relaxation,
-            g: schedule::prior_mix(method, step, total),
-        };
-        let fwd = forward_pairs(
-            &model,
+        let plan = StepSchedule::at(scenario, method, step, total);
+        let out = train_step(
+            model,
+            &mut optim,
             &ctx,
-            &pairs,
-            &[], // context methods train on annotator-grouped batches (annotator_batch_order)
-            (&rc, &rr),
-            &choice,
+            &data.train,
+            train_refs,
+            idx,
+            &plan,
             &mut noise_rng,
             device,
         );
-        let out = pair_loss(
-            &ctx,
-            fwd,
-            ctx.objective
-                .lambda_at(schedule::progress(step, total), method.lambda_warmup),
-        );
-        let loss = out.losses.mean();
-        let loss_value = to_host(loss.clone().reshape([1]))[0];
+        model = out.model;
+        let loss_value = out.loss;
         if !loss_value.is_finite() {
             status = TrainStatus::Diverged { step };
             break;
         }
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let lr = schedule::learning_rate(
-            method.lr,
-            scenario.train.lr_warmup_steps,
-            scenario.train.schedule,
-            step,
-            total,
-        );
-        model = optim.step(lr, model, grads);
         steps_done = step + 1;
         since_eval = (since_eval.0 + loss_value, since_eval.1 + 1);
         observer.on_step(step, loss_value);
@@ -782,4 +882,121 @@ pub fn eval_context(
     rng: &mut SeededRng,
 ) -> Vec<usize> {
     ctx.context_indices(&[&eval[i]], &[None], rng)
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::*;
+    use crate::model::CpuAutodiff;
+    use crate::model::backbone::PolicyConfig;
+
+    type A = CpuAutodiff;
+
+    /// The smoke scenario (`scenarios/smoke.toml`) with `steps` steps and one method.
+    fn smoke(method: &str, steps: usize) -> (Scenario, PreferenceData, Policy<A>) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/smoke.toml");
+        let mut scenario = Scenario::load(&path).unwrap();
+        scenario.methods = vec![crate::scenario::MethodSpec::named(method)];
+        scenario.train.steps = steps;
+        scenario.train.eval_every = steps;
+        let (_, data) = crate::synth::synthetic_data(&scenario);
+        let device = Default::default();
+        A::seed(&device, 5);
+        let start =
+            PolicyConfig::from_spec(&scenario.model, data.model_vocab(), data.max_seq_len())
+                .init::<A>(&device);
+        (scenario, data, start)
+    }
+
+    /// Summed log-probs of the first eval pairs' chosen responses under a model's policy.
+    fn fingerprint(model: &MethodModel<A>, data: &PreferenceData) -> Vec<f64> {
+        let seqs: Vec<(Vec<u32>, Vec<u32>)> = data.eval[..8]
+            .iter()
+            .map(|p| (p.prompt.clone(), p.chosen.clone()))
+            .collect();
+        score_responses(&model.policy.valid(), &seqs, data.separator())
+    }
+
+    #[test]
+    fn train_method_is_a_loop_of_train_step() {
+        // train_method must be exactly: batch_order, then train_step at StepSchedule::at(step)
+        // with the streams gumbel/<label> and context/<label>; replaying that by hand from the
+        // same start gives bit-identical parameters.
+        let (scenario, data, start) = smoke("lpc-dpo", 7);
+        let method = &scenario.resolved_methods()[0];
+        let device = Default::default();
+        let reference = start.valid();
+        let refs = ReferenceCache::compute(&reference, &data.train, data.separator());
+        let eval_refs = ReferenceCache::compute(&reference, &data.eval, data.separator());
+        let mut scenario_last = scenario.clone();
+        scenario_last.train.select = CheckpointSelect::Last;
+        let trained = train_method(
+            &scenario_last,
+            method,
+            &data,
+            &start,
+            &refs,
+            &eval_refs,
+            &mut Silent,
+            &device,
+        );
+        assert_eq!(trained.steps_done, 7);
+
+        let seed = scenario.data.seed;
+        let ctx = MethodContext::new(method, &data);
+        let mut model = MethodModel::init(method, &start, seed, &device);
+        let mut optim = method_optimizer::<A>(&scenario.train);
+        let mut noise = stream(seed, &format!("gumbel/{}", method.label));
+        let batches = batch_order(data.train.len(), scenario.train.batch_size, 7, seed);
+        for (step, idx) in batches.iter().enumerate() {
+            let plan = StepSchedule::at(&scenario, method, step, 7);
+            let out = train_step(
+                model,
+                &mut optim,
+                &ctx,
+                &data.train,
+                &refs,
+                idx,
+                &plan,
+                &mut noise,
+                &device,
+            );
+            assert!(out.loss.is_finite());
+            model = out.model;
+        }
+        assert_eq!(
+            fingerprint(&model, &data),
+            fingerprint(&trained.model, &data)
+        );
+        // And the steps did move the policy away from the start.
+        let start_model = MethodModel::init(method, &start, seed, &device);
+        assert_ne!(fingerprint(&start_model, &data), fingerprint(&model, &data));
+    }
+
+    #[test]
+    fn a_non_finite_loss_takes_no_step() {
+        // A NaN reference log-prob makes the DPO loss NaN: train_step reports it and returns
+        // the model untouched (the loop then records the divergence).
+        let (scenario, data, start) = smoke("dpo", 1);
+        let method = &scenario.resolved_methods()[0];
+        let device = Default::default();
+        let mut refs = ReferenceCache::compute(&start.valid(), &data.train, data.separator());
+        let idx: Vec<usize> = (0..scenario.train.batch_size).collect();
+        refs.chosen[idx[0]] = f64::NAN;
+        let model = MethodModel::init(method, &start, 0, &device);
+        let before = fingerprint(&model, &data);
+        let out = train_step(
+            model,
+            &mut method_optimizer::<A>(&scenario.train),
+            &MethodContext::new(method, &data),
+            &data.train,
+            &refs,
+            &idx,
+            &StepSchedule::at(&scenario, method, 0, 1),
+            &mut stream(0, "noise"),
+            &device,
+        );
+        assert!(out.loss.is_nan());
+        assert_eq!(fingerprint(&out.model, &data), before);
+    }
 }

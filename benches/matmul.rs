@@ -1,0 +1,71 @@
+//! The backend's own large-matmul rate: square matmuls `C = A B` of side 512, 1024 and 2048 in
+//! f32 on the same backend the training step runs on (burn Flex on the CPU); with
+//! `LPC_BENCH_DEVICE=cuda` and `--features cuda`, sides 1024 to 8192 in f32, bf16 and f16. Criterion's throughput is in FLOPs
+//! (`2 n^3` per product), so its `elem/s` reads as FLOP/s; the train-step bench divides its
+//! achieved matmul FLOP/s by the best of these.
+//!
+//! ```text
+//! cargo bench --bench matmul
+//! LPC_BENCH_DEVICE=cuda cargo bench --features cuda --bench matmul
+//! ```
+//!
+//! Operands are drawn once, outside the timed closure, from a fixed seed; the device is
+//! synchronised before the clock is read.
+
+mod common;
+
+use std::time::Instant;
+
+use burn::tensor::backend::Backend;
+use common::{bench_device, device_name, square_operands, sync};
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use lpc_bench::device::DeviceChoice;
+use lpc_bench::scenario::Precision;
+
+fn bench_on<B: Backend>(c: &mut Criterion, device: B::Device, choice: DeviceChoice) {
+    let (sides, precisions): (&[usize], &[Precision]) = match choice {
+        DeviceChoice::Cpu => (&[512, 1024, 2048], &[Precision::F32]),
+        DeviceChoice::Cuda(_) => (
+            &[1024, 2048, 4096, 8192],
+            &[Precision::F32, Precision::Bf16, Precision::F16],
+        ),
+    };
+    let mut group = c.benchmark_group(format!("matmul-{}", device_name(choice)));
+    group.sampling_mode(SamplingMode::Flat);
+    for (&n, &precision) in sides
+        .iter()
+        .flat_map(|n| precisions.iter().map(move |p| (n, p)))
+    {
+        let (a, b) = square_operands::<B>(&device, n, precision);
+        group.throughput(Throughput::Elements(2 * (n as u64).pow(3)));
+        group.bench_function(BenchmarkId::new(precision.as_str(), n), |bench| {
+            bench.iter_custom(|iters| {
+                sync::<B>(&device);
+                let clock = Instant::now();
+                for _ in 0..iters {
+                    std::hint::black_box(a.clone().matmul(b.clone()));
+                }
+                sync::<B>(&device);
+                clock.elapsed()
+            })
+        });
+    }
+    group.finish();
+}
+
+fn main() {
+    let mut c = common::criterion();
+    let device = bench_device();
+    match device {
+        DeviceChoice::Cpu => {
+            bench_on::<lpc_bench::model::CpuBackend>(&mut c, Default::default(), device)
+        }
+        #[cfg(feature = "cuda")]
+        DeviceChoice::Cuda(n) => {
+            bench_on::<burn::backend::Cuda>(&mut c, lpc_bench::device::cuda_device(n), device)
+        }
+        #[cfg(not(feature = "cuda"))]
+        DeviceChoice::Cuda(_) => unreachable!("bench_device rejects cuda without the feature"),
+    }
+    c.final_summary();
+}

@@ -1,0 +1,136 @@
+//! One optimiser step of DPO, LPC-DPO, SimPO and LPC-SimPO at d_model 64, 256 and 512: pairs
+//! per second (criterion's throughput), then a summary table with tokens per second, achieved
+//! matmul FLOP/s as a fraction of the backend's own large-matmul peak, and the LPC / base
+//! step-time ratios.
+//!
+//! The step is the real one, `lpc_bench::train::train_step` (the body of `train_method`'s loop):
+//! batch building from cached reference log-probs, one backbone pass over the 2B stacked rows,
+//! heads, Gumbel code, objective, backward, Adam with gradient clipping. The case is the smoke
+//! world with two-opposed's lengths (6 + 1 + 6 tokens), 2 layers, 4 heads, d_ff = 4 d, batch 64,
+//! K = 8 (`benches/common`).
+//!
+//! ```text
+//! cargo bench --bench train_step                                         # CPU (burn Flex)
+//! LPC_BENCH_DEVICE=cuda cargo bench --features cuda --bench train_step   # GPU
+//! ```
+//!
+//! FLOPs per step come from `model::matmul_flops_per_step` (forward + backward = 3 x forward
+//! matmul FLOPs); the peak is the best rate of square matmuls on the same backend (512^2 to
+//! 2048^2 on the CPU, 4096^2 and 8192^2 on a GPU; `benches/matmul.rs` measures them under
+//! criterion).
+//! `LPC_BENCH_PRECISION=bf16|f16` benches the mixed-precision policy (GPU) and divides by the
+//! half-precision matmul peak.
+
+mod common;
+
+use burn::tensor::backend::AutodiffBackend;
+use common::{
+    Case, Shape, bench_case, bench_device, bench_precision, device_name, listing_or_testing,
+    matmul_peak, peak_sides, seconds_per_iter,
+};
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use lpc_bench::device::DeviceChoice;
+use lpc_bench::scenario::Precision;
+
+const WIDTHS: [usize; 3] = [64, 256, 512];
+const METHODS: [(&str, &str); 4] = [
+    ("dpo", "method = \"dpo\""),
+    ("lpc-dpo", "method = \"lpc-dpo\"\ncodebook = 8"),
+    ("simpo", "method = \"simpo\""),
+    ("lpc-simpo", "method = \"lpc-simpo\"\ncodebook = 8"),
+];
+fn bench_on<B: AutodiffBackend>(c: &mut Criterion, device: B::Device, choice: DeviceChoice) {
+    let precision = bench_precision();
+    let dev = match precision {
+        Precision::F32 => device_name(choice),
+        p => format!("{}-{}", device_name(choice), p.as_str()),
+    };
+    for d in WIDTHS {
+        let mut group = c.benchmark_group(format!("train_step-{dev}/d{d}"));
+        group
+            .sampling_mode(SamplingMode::Flat)
+            .throughput(Throughput::Elements(Shape::standard(d).batch as u64));
+        for (name, toml) in METHODS {
+            bench_case::<B>(
+                &mut group,
+                BenchmarkId::new(name, d),
+                &format!("{d}/{name}"),
+                || Case::new(Shape::standard(d), toml),
+                &device,
+            );
+        }
+        group.finish();
+    }
+    if listing_or_testing() {
+        return;
+    }
+    let (peak, side) = peak_sides(choice)
+        .iter()
+        .map(|&n| (matmul_peak::<B::InnerBackend>(&device, n, precision, 5), n))
+        .fold((0.0, 0), |best, x| if x.0 > best.0 { x } else { best });
+    summary(&dev, peak, side, precision);
+}
+
+/// The table printed after criterion's own output.
+fn summary(dev: &str, peak: f64, side: usize, precision: Precision) {
+    println!(
+        "\n## train_step on {dev}: matmul peak {:.1} GFLOP/s (best square matmul: {side}^2 {})\n",
+        peak / 1e9,
+        precision.as_str()
+    );
+    println!(
+        "| d_model | method | step ms | pairs/s | tokens/s | matmul GFLOP/step | GFLOP/s | % of peak |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    for d in WIDTHS {
+        for (name, toml) in METHODS {
+            let Some(secs) = seconds_per_iter(&format!("{d}/{name}"), 10) else {
+                continue;
+            };
+            let shape = Shape::standard(d);
+            let flops = Case::flops_only(shape, toml) as f64;
+            println!(
+                "| {d} | {name} | {:.2} | {:.0} | {:.0} | {:.3} | {:.2} | {:.1} |",
+                secs * 1e3,
+                shape.batch as f64 / secs,
+                shape.tokens_per_step() as f64 / secs,
+                flops / 1e9,
+                flops / secs / 1e9,
+                100.0 * flops / secs / peak
+            );
+        }
+    }
+    println!("\n| d_model | LPC-DPO / DPO | LPC-SimPO / SimPO |");
+    println!("|---:|---:|---:|");
+    for d in WIDTHS {
+        let t = |m: &str| seconds_per_iter(&format!("{d}/{m}"), 10);
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => format!("{:.3}", a / b),
+            _ => "-".into(),
+        };
+        println!(
+            "| {d} | {} | {} |",
+            ratio(t("lpc-dpo"), t("dpo")),
+            ratio(t("lpc-simpo"), t("simpo"))
+        );
+    }
+}
+
+fn main() {
+    let mut c = common::criterion();
+    let device = bench_device();
+    match device {
+        DeviceChoice::Cpu => {
+            bench_on::<lpc_bench::model::CpuAutodiff>(&mut c, Default::default(), device)
+        }
+        #[cfg(feature = "cuda")]
+        DeviceChoice::Cuda(n) => bench_on::<lpc_bench::device::CudaAutodiff>(
+            &mut c,
+            lpc_bench::device::cuda_device(n),
+            device,
+        ),
+        #[cfg(not(feature = "cuda"))]
+        DeviceChoice::Cuda(_) => unreachable!("bench_device rejects cuda without the feature"),
+    }
+    c.final_summary();
+}

@@ -3,12 +3,12 @@
 //! Run it with one thread so that other processes steal whole steps rather than halves:
 //!
 //! ```text
-//! RAYON_NUM_THREADS=1 cargo bench --bench step_probe -- [D_MODEL] [STEPS] [METHOD] [LEN]
+//! RAYON_NUM_THREADS=1 cargo bench --bench step_probe -- [D_MODEL] [STEPS] [METHOD] [LEN] [K]
 //! RAYON_NUM_THREADS=1 cargo bench --bench step_probe -- 64 80 lpc-dpo 64
 //! ```
 //!
-//! Defaults: d_model 64, 80 steps, `lpc-dpo` (K = 8), prompt = response = 6 tokens (the
-//! train-step bench's base case, `benches/common`). Prints the minimum, 25th percentile and
+//! Defaults: d_model 64, 80 steps, `lpc-dpo`, prompt = response = 6 tokens, K = 8 codes for
+//! `lpc-*` methods (the train-step bench's base case, `benches/common`). Prints the minimum, 25th percentile and
 //! median step time in ms after 3 untimed steps; the minimum is the least disturbed step.
 
 mod common;
@@ -24,7 +24,7 @@ fn main() {
     let arg = |i: usize, default: &str| args.get(i).cloned().unwrap_or_else(|| default.into());
     let parse = |i: usize, default: &str| -> usize {
         arg(i, default).parse().unwrap_or_else(|_| {
-            eprintln!("usage: step_probe [D_MODEL] [STEPS] [METHOD] [LEN]");
+            eprintln!("usage: step_probe [D_MODEL] [STEPS] [METHOD] [LEN] [K]");
             std::process::exit(2)
         })
     };
@@ -34,8 +34,9 @@ fn main() {
         arg(2, "lpc-dpo"),
         parse(3, "6"),
     );
+    let k = parse(4, "8");
     let toml = if method.starts_with("lpc-") {
-        format!("method = \"{method}\"\ncodebook = 8")
+        format!("method = \"{method}\"\ncodebook = {k}")
     } else {
         format!("method = \"{method}\"")
     };
@@ -54,7 +55,12 @@ fn main() {
         .collect();
     ms.sort_by(f64::total_cmp);
     println!(
-        "d_model {d}, {method}, {} tokens, {} steps: min {:.2} ms, p25 {:.2} ms, median {:.2} ms",
+        "d_model {d}, {method}{}, {} tokens, {} steps: min {:.2} ms, p25 {:.2} ms, median {:.2} ms",
+        if method.starts_with("lpc-") {
+            format!(" K={k}")
+        } else {
+            String::new()
+        },
         shape.seq_len(),
         ms.len(),
         ms[0],

@@ -1546,7 +1546,7 @@ impl ModelSpec {
         if self.layers < 1 {
             return Err(rule("model.layers", "must be >= 1"));
         }
-        if self.heads < 1 || self.d_model % self.heads != 0 {
+        if self.heads < 1 || !self.d_model.is_multiple_of(self.heads) {
             return Err(rule(
                 "model.heads",
                 format!("must be >= 1 and divide model.d_model = {}", self.d_model),

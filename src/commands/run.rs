@@ -206,13 +206,15 @@ pub fn world_scores(world: Option<&World>, eval: &[PreferencePair]) -> Scores {
     out
 }
 
+/// A `(prompt, response)` pair of token ids.
+pub type Sequence = (Vec<u32>, Vec<u32>);
+/// A `(prompt, response, log pi_ref(response | prompt, length))` triple.
+pub type ScoredSequence = (Vec<u32>, Vec<u32>, f64);
+
 /// Pairs of (prompt, response) drawn from pi_ref for the warm-up, and held-out ones with their
 /// exact token log-probability given the length (synthetic worlds); real data fits the chosen
 /// responses of the training pairs and has no held-out KL.
-pub fn warmup_samples(
-    scenario: &Scenario,
-    run: &RunData,
-) -> (Vec<(Vec<u32>, Vec<u32>)>, Vec<(Vec<u32>, Vec<u32>, f64)>) {
+pub fn warmup_samples(scenario: &Scenario, run: &RunData) -> (Vec<Sequence>, Vec<ScoredSequence>) {
     let n = (scenario.model.warmup_steps * scenario.train.batch_size).clamp(1, 100_000);
     match &run.world {
         Some(world) => {
@@ -735,12 +737,11 @@ pub fn policy_quality<B: Backend>(
         };
         let len_lp = log_length_prob(world, ys[i].len());
         kl_ref += logp[i] - (world.reference_log_prob(p.source, &p.prompt, &ys[i]) - len_lp);
-        if dpo_family {
-            if let Some(opt) =
+        if dpo_family
+            && let Some(opt) =
                 world.optimal_log_prob(p.group, p.source, &p.prompt, &ys[i], method.beta)
-            {
-                kl_opt += logp[i] + len_lp - opt;
-            }
+        {
+            kl_opt += logp[i] + len_lp - opt;
         }
     }
     let linear = world.spec().reward == crate::scenario::RewardFamily::Linear;

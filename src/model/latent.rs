@@ -414,14 +414,14 @@ mod tests {
         let c = |k: usize, j: usize| e[4 * k + j] - (e[j] + e[4 + j] + e[8 + j]) / 3.0;
         let w = Tensor::<B, 2>::from_floats([[0.2, 0.3, 0.5]], &device);
         let z = floats(book.code(w));
-        for j in 0..4 {
+        for (j, zj) in z.iter().enumerate() {
             let want = 0.2 * c(0, j) + 0.3 * c(1, j) + 0.5 * c(2, j);
-            assert!((z[j] - want).abs() < 1e-6);
+            assert!((zj - want).abs() < 1e-6);
         }
         // One-hot weights pick a centred row (oracle / steering).
         let z1 = floats(book.code(one_hot_weights(&[2], 3, &device)));
-        for j in 0..4 {
-            assert!((z1[j] - c(2, j)).abs() < 1e-6);
+        for (j, zj) in z1.iter().enumerate() {
+            assert!((zj - c(2, j)).abs() < 1e-6);
         }
         // One code: the code is exactly zero, whatever E is.
         let single = Codebook::<B>::new(1, 4, 1.0, &device);

@@ -253,7 +253,7 @@ pub fn forward_pairs<B: Backend>(
             // annotator, and each pair's posterior reads the mean over its run.
             let group = method.context + 1;
             assert!(
-                n % group == 0,
+                n.is_multiple_of(group),
                 "{n} pairs do not form annotator groups of {group}"
             );
             let [_, f] = own.dims();

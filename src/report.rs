@@ -9,6 +9,22 @@ pub mod folder;
 use crate::results::Table;
 use crate::scenario::Scenario;
 
+/// The headline score columns of a method, `(header, metrics.csv column)`, shared by a run's
+/// `summary.md` and a sweep's `report.md`.
+pub const HEADLINE_COLUMNS: [(&str, &str); 11] = [
+    ("acc obs", "acc_obs"),
+    ("acc noiseless", "acc_noiseless"),
+    ("type-steered acc noiseless", "steered_acc_noiseless"),
+    ("prior NMI", "prior_nmi"),
+    ("posterior NMI", "post_nmi"),
+    ("posterior matched acc", "post_matched_acc"),
+    ("mean KL(q‖p)", "mean_kl"),
+    ("policy reward", "policy_reward"),
+    ("win vs π_ref", "policy_winrate_vs_ref"),
+    ("KL(π‖π_ref)", "policy_kl_ref"),
+    ("KL(π‖π*)", "policy_kl_opt"),
+];
+
 /// Format a cell as a 3-decimal number, or `–` when blank.
 fn cell(t: &Table, row: usize, col: &str) -> String {
     match t.number(row, col) {
@@ -70,19 +86,7 @@ pub fn run_summary(scenario: &Scenario, metrics: &Table) -> String {
         }
     }
     s.push_str("## Methods (held-out pairs; prior code unless stated)\n\n");
-    let cols: [(&str, &str); 11] = [
-        ("acc obs", "acc_obs"),
-        ("acc noiseless", "acc_noiseless"),
-        ("type-steered acc noiseless", "steered_acc_noiseless"),
-        ("prior NMI", "prior_nmi"),
-        ("posterior NMI", "post_nmi"),
-        ("posterior matched acc", "post_matched_acc"),
-        ("mean KL(q‖p)", "mean_kl"),
-        ("policy reward", "policy_reward"),
-        ("win vs π_ref", "policy_winrate_vs_ref"),
-        ("KL(π‖π_ref)", "policy_kl_ref"),
-        ("KL(π‖π*)", "policy_kl_opt"),
-    ];
+    let cols = HEADLINE_COLUMNS;
     s.push_str("| method | status |");
     for (h, _) in &cols {
         s.push_str(&format!(" {h} |"));

@@ -898,18 +898,7 @@ pub fn figures(folder: &ResultFolder) -> Result<Vec<NamedFigure>> {
 // report.md
 
 /// Method columns of the per-point tables: `(header, column)`.
-const TABLE_COLUMNS: [(&str, &str); 10] = [
-    ("acc obs", "acc_obs"),
-    ("acc noiseless", "acc_noiseless"),
-    ("type-steered acc noiseless", "steered_acc_noiseless"),
-    ("prior NMI", "prior_nmi"),
-    ("posterior NMI", "post_nmi"),
-    ("posterior matched acc", "post_matched_acc"),
-    ("mean KL(q‖p)", "mean_kl"),
-    ("policy reward", "policy_reward"),
-    ("KL(π‖π_ref)", "policy_kl_ref"),
-    ("train s", "train_seconds"),
-];
+const TABLE_COLUMNS: [(&str, &str); 11] = super::HEADLINE_COLUMNS;
 
 /// World rows under each table: `(label, [(table column, world column)])`.
 const WORLD_ROWS: [(&str, &[(&str, &str)]); 4] = [

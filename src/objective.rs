@@ -460,6 +460,17 @@ pub struct Lpc<O> {
     pub free_bits: f64,
 }
 
+/// The KL weight after a linear warm-up from 0 over the first `warmup_fraction` of training,
+/// `lambda * min(1, progress / warmup_fraction)` (just `lambda` when `warmup_fraction <= 0`);
+/// the one statement of the rule, used by [`Lpc::lambda_at`] and the training schedule.
+pub fn warmed_up_lambda(lambda: f64, progress: f64, warmup_fraction: f64) -> f64 {
+    if warmup_fraction > 0.0 {
+        lambda * (progress / warmup_fraction).clamp(0.0, 1.0)
+    } else {
+        lambda
+    }
+}
+
 /// What [`Lpc::loss`] returns. `[batch]` tensors unless stated.
 #[derive(Debug, Clone)]
 pub struct LpcOutput<B: Backend> {
@@ -521,11 +532,7 @@ impl<O: PreferenceObjective> Lpc<O> {
     /// ```
     /// `progress` is the fraction of training done, in `[0, 1]`.
     pub fn lambda_at(&self, progress: f64, warmup_fraction: f64) -> f64 {
-        if warmup_fraction > 0.0 {
-            self.lambda * (progress / warmup_fraction).clamp(0.0, 1.0)
-        } else {
-            self.lambda
-        }
+        warmed_up_lambda(self.lambda, progress, warmup_fraction)
     }
 
     /// Add the weighted, free-bits-floored KL to the base loss.

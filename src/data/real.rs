@@ -308,41 +308,27 @@ pub fn parse_record(
     let obj = value
         .as_object()
         .ok_or_else(|| "expected a JSON object".to_string())?;
-    match file.format {
-        DataFormat::HhRlhf => {
-            let (prompt, chosen, rejected) = hh_rlhf_record(obj)?;
-            let group = file_group(obj, file)?;
-            Ok(ParsedRecord {
-                pairs: vec![TextPair {
-                    prompt,
-                    chosen,
-                    rejected,
-                    group,
-                }],
-                unpaired: 0,
-            })
-        }
-        DataFormat::Jsonl => {
-            let (prompt, chosen, rejected) = jsonl_record(
-                obj,
-                file.prompt_field(),
-                file.chosen_field(),
-                file.rejected_field(),
-            )?;
-            let group = file_group(obj, file)?;
-            Ok(ParsedRecord {
-                pairs: vec![TextPair {
-                    prompt,
-                    chosen,
-                    rejected,
-                    group,
-                }],
-                unpaired: 0,
-            })
-        }
-        DataFormat::UltraFeedback => ultrafeedback_record(obj, aspects),
-        DataFormat::PkuSafeRlhf => pku_saferlhf_record(obj, aspects),
-    }
+    let (prompt, chosen, rejected) = match file.format {
+        DataFormat::HhRlhf => hh_rlhf_record(obj)?,
+        DataFormat::Jsonl => jsonl_record(
+            obj,
+            file.prompt_field(),
+            file.chosen_field(),
+            file.rejected_field(),
+        )?,
+        DataFormat::UltraFeedback => return ultrafeedback_record(obj, aspects),
+        DataFormat::PkuSafeRlhf => return pku_saferlhf_record(obj, aspects),
+    };
+    // One pair per record, grouped by the file's label or field.
+    Ok(ParsedRecord {
+        pairs: vec![TextPair {
+            prompt,
+            chosen,
+            rejected,
+            group: file_group(obj, file)?,
+        }],
+        unpaired: 0,
+    })
 }
 
 /// Split two HH-RLHF transcripts into `(prompt, chosen response, rejected response)`.

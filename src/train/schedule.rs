@@ -62,16 +62,12 @@ pub fn prior_mix(m: &ResolvedMethod, step: usize, total: usize) -> f64 {
 }
 
 /// The KL weight, with an optional linear warm-up from 0 over the first `lambda_warmup`
-/// fraction of training (the same rule as `objective::Lpc::lambda_at`):
+/// fraction of training (`objective::warmed_up_lambda`):
 /// ```text
 /// lambda(step) = lambda min(1, progress / lambda_warmup)   (lambda_warmup > 0)
 /// ```
 pub fn kl_weight(m: &ResolvedMethod, step: usize, total: usize) -> f64 {
-    if m.lambda_warmup <= 0.0 {
-        m.lambda
-    } else {
-        m.lambda * (progress(step, total) / m.lambda_warmup).min(1.0)
-    }
+    crate::objective::warmed_up_lambda(m.lambda, progress(step, total), m.lambda_warmup)
 }
 
 #[cfg(test)]

@@ -217,6 +217,19 @@ pub struct DataSpec {
     /// bound, like `train_pairs`.
     #[serde(default = "d_eval_pairs")]
     pub eval_pairs: usize,
+    /// Validation pairs: the only pairs checkpoint selection reads (`train.select`); the
+    /// held-out pairs are scored once, at the end. Synthetic worlds draw them from their own
+    /// stream (`pairs/val`), so adding them changes neither the training nor the held-out pairs.
+    /// Real data: a seeded subset of the training side of the split is set aside. Default 1000
+    /// (real data: at most a tenth of the training side). Must be >= 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_pairs: Option<usize>,
+    /// Synthetic worlds with annotators: the share of annotator ids, in [0, 1), held out whole.
+    /// Their pairs appear in neither the training nor the validation pairs, only in the held-out
+    /// pairs, where their posterior context comes from their own other held-out pairs (never
+    /// from another annotator). Scores on them get the suffix `_unseen`. Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heldout_annotators: Option<f64>,
     /// Master seed: every random stream (world, pairs, model init, batches, sampling) derives
     /// from it by name. Default 0.
     #[serde(default)]
@@ -249,6 +262,8 @@ impl Default for DataSpec {
         Self {
             train_pairs: d_train_pairs(),
             eval_pairs: d_eval_pairs(),
+            val_pairs: None,
+            heldout_annotators: None,
             seed: 0,
             eval_fraction: None,
             max_prompt_tokens: None,
@@ -260,6 +275,14 @@ impl Default for DataSpec {
 }
 
 impl DataSpec {
+    /// Validation pairs for a synthetic world, resolved (default 1000).
+    pub fn val_pairs(&self) -> usize {
+        self.val_pairs.unwrap_or(DEFAULT_VAL_PAIRS)
+    }
+    /// Share of annotators held out of training and validation, resolved (default 0).
+    pub fn heldout_annotators(&self) -> f64 {
+        self.heldout_annotators.unwrap_or(0.0)
+    }
     /// Held-out share of prompts for real data, resolved (default 0.2).
     pub fn eval_fraction(&self) -> f64 {
         self.eval_fraction.unwrap_or(0.2)
@@ -277,6 +300,9 @@ impl DataSpec {
         self.tokenizer.as_deref().unwrap_or(BYTE_TOKENIZER)
     }
 }
+
+/// Default number of validation pairs (`data.val_pairs`).
+pub const DEFAULT_VAL_PAIRS: usize = 1000;
 
 /// The tokeniser spec naming the built-in byte-level tokeniser.
 pub const BYTE_TOKENIZER: &str = "byte";
@@ -575,14 +601,20 @@ pub struct TrainSpec {
     /// Learning-rate schedule after warm-up. Default `cosine`.
     #[serde(default)]
     pub schedule: LrSchedule,
-    /// Global gradient-norm clip (0 = off). Default 1.
+    /// Gradient-norm clip applied to each parameter tensor on its own (burn clips per tensor, not
+    /// the global norm over all tensors; 0 = off). Default 1.
     #[serde(default = "d_one")]
     pub grad_clip: f64,
-    /// Evaluate on held-out pairs every this many steps. Default 50.
+    /// Evaluate on the validation pairs every this many steps (and after the last step).
+    /// Default 50.
     #[serde(default = "d_eval_every")]
     pub eval_every: usize,
-    /// Which checkpoint is scored: the final one, or the one with the lowest held-out loss
-    /// (METHOD.md §4: DPO overfits noisy pairs). Default `best-eval-loss`.
+    /// Which checkpoint is scored, chosen on the validation pairs only (never the held-out
+    /// pairs): `best-val` (default) keeps the evaluation with the lowest validation value of
+    /// the method's own training objective (base loss under the posterior's argmax code plus
+    /// lambda KL(q||p) for latent methods, so using the codes is not penalised; the base loss
+    /// for baselines); `best-val-loss` the lowest validation base loss under the inference
+    /// (prior) code; `last` the final step.
     #[serde(default)]
     pub select: CheckpointSelect,
     /// Device: `cpu`, `cuda` or `cuda:N`. Default `cpu`.
@@ -654,9 +686,15 @@ pub enum LrSchedule {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CheckpointSelect {
+    /// The final step.
     Last,
+    /// Lowest validation value of the method's training objective (see `TrainSpec::select`).
     #[default]
-    BestEvalLoss,
+    BestVal,
+    /// Lowest validation base loss under the inference code. `best-eval-loss` (the name before
+    /// the validation split existed) is read as this.
+    #[serde(alias = "best-eval-loss")]
+    BestValLoss,
 }
 
 /// The base preference objective (METHOD.md §1).
@@ -1077,6 +1115,10 @@ impl Scenario {
             w.response_len_min = Some(w.response_len_min());
             w.length_weight = Some(w.length_weights());
         }
+        resolved.data.val_pairs = Some(self.data.val_pairs());
+        if !self.is_real_data() {
+            resolved.data.heldout_annotators = Some(self.data.heldout_annotators());
+        }
         if self.is_real_data() {
             let d = &mut resolved.data;
             d.eval_fraction = Some(self.data.eval_fraction());
@@ -1172,6 +1214,21 @@ impl Scenario {
         }
         if d.eval_pairs < 1 {
             return Err(rule("data.eval_pairs", "must be >= 1"));
+        }
+        if d.val_pairs == Some(0) {
+            return Err(rule("data.val_pairs", "must be >= 1"));
+        }
+        if let Some(h) = d.heldout_annotators {
+            if !(0.0..1.0).contains(&h) {
+                return Err(rule("data.heldout_annotators", "must be in [0, 1)"));
+            }
+            let annotators = self.world.as_ref().map_or(0, |w| w.annotators);
+            if h > 0.0 && annotators < 2 {
+                return Err(rule(
+                    "data.heldout_annotators",
+                    "needs a synthetic world with world.annotators >= 2",
+                ));
+            }
         }
         self.validate_real_data()?;
         self.model.validate()?;

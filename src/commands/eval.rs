@@ -61,6 +61,12 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             &device,
         );
         let mut scores = scored.scores;
+        scores.extend(crate::commands::run::method_bound(
+            run.world.as_ref(),
+            data,
+            &method,
+            scenario.data.seed,
+        ));
         scores.extend(world_cols.iter().cloned());
         metrics.push_scores(
             vec![

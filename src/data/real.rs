@@ -138,6 +138,8 @@ pub struct LoadReport {
     pub eval_available: usize,
     /// Train pairs kept.
     pub train_pairs: usize,
+    /// Validation pairs set aside from the training side (for checkpoint selection).
+    pub val_pairs: usize,
     /// Held-out pairs kept.
     pub eval_pairs: usize,
     pub groups: Vec<GroupCount>,
@@ -190,8 +192,12 @@ impl std::fmt::Display for LoadReport {
         }
         writeln!(
             f,
-            "kept {} of {} train and {} of {} held-out pairs",
-            self.train_pairs, self.train_available, self.eval_pairs, self.eval_available
+            "kept {} of {} train and {} of {} held-out pairs; {} validation pairs set aside from the training side",
+            self.train_pairs,
+            self.train_available,
+            self.eval_pairs,
+            self.eval_available,
+            self.val_pairs
         )?;
         for g in &self.groups {
             writeln!(
@@ -688,6 +694,33 @@ pub fn selection_hash(seed: u64, pair: &TextPair) -> u64 {
 }
 
 /// Keep the `cap` items with the smallest hash (ties by position), in their original order.
+/// Set aside the validation pairs from the training side: the `min(val_pairs, n / 10)` items
+/// with the largest prompt hashes (so the choice depends on neither file order nor the
+/// training cap, and equal prompts stay together), in file order. Returns the rest (with their
+/// hashes, for [`bound`]) and the validation pairs.
+fn split_validation(
+    items: Vec<(u64, PreferencePair)>,
+    val_pairs: usize,
+) -> (Vec<(u64, PreferencePair)>, Vec<PreferencePair>) {
+    let n_val = val_pairs.min(items.len() / 10);
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(items[i].0), i));
+    let mut to_val = vec![false; items.len()];
+    for &i in &order[..n_val] {
+        to_val[i] = true;
+    }
+    let mut rest = Vec::with_capacity(items.len() - n_val);
+    let mut val = Vec::with_capacity(n_val);
+    for (item, v) in items.into_iter().zip(to_val) {
+        if v {
+            val.push(item.1);
+        } else {
+            rest.push(item);
+        }
+    }
+    (rest, val)
+}
+
 fn bound(items: Vec<(u64, PreferencePair)>, cap: usize) -> Vec<PreferencePair> {
     if items.len() <= cap {
         return items.into_iter().map(|(_, p)| p).collect();
@@ -868,7 +901,8 @@ pub fn load_real_data(
         files.push(report);
     }
     let (train_available, eval_available) = (builder.train.len(), builder.eval.len());
-    let train = bound(builder.train, spec.train_pairs);
+    let (train_side, val) = split_validation(builder.train, spec.val_pairs());
+    let train = bound(train_side, spec.train_pairs);
     let eval = bound(builder.eval, spec.eval_pairs);
     for (side, pairs) in [("training", &train), ("held-out", &eval)] {
         if pairs.is_empty() {
@@ -889,7 +923,7 @@ pub fn load_real_data(
             eval: eval.iter().filter(|p| p.group == g).count(),
         })
         .collect();
-    let all = || train.iter().chain(eval.iter());
+    let all = || train.iter().chain(val.iter()).chain(eval.iter());
     let max_prompt_len = all().map(|p| p.prompt.len()).max().unwrap_or(0);
     let max_response_len = all()
         .map(|p| p.chosen.len().max(p.rejected.len()))
@@ -902,11 +936,13 @@ pub fn load_real_data(
         train_available,
         eval_available,
         train_pairs: train.len(),
+        val_pairs: val.len(),
         eval_pairs: eval.len(),
         groups,
     };
     let data = PreferenceData {
         train,
+        val,
         eval,
         vocab: tokenizer.vocab_size(),
         groups: group_names.len(),

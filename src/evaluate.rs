@@ -187,7 +187,11 @@ pub fn score_method(
 /// pairs): `n_unseen`, accuracy against the noiseless preference (inference and type-steered
 /// code) and posterior-code recovery (NMI, matched accuracy). Blank when there are no such pairs
 /// or the score does not apply.
-pub fn unseen_scores(pairs: &[PreferencePair], preds: &PairPredictions, unseen: &[usize]) -> Scores {
+pub fn unseen_scores(
+    pairs: &[PreferencePair],
+    preds: &PairPredictions,
+    unseen: &[usize],
+) -> Scores {
     let sub: Vec<PreferencePair> = unseen.iter().map(|&i| pairs[i].clone()).collect();
     let pick = |v: &[f64]| -> Vec<f64> { unseen.iter().map(|&i| v[i]).collect() };
     let noiseless = |p: &PreferencePair| p.truth.map(|t| t.noiseless_chosen_wins());

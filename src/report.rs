@@ -143,8 +143,8 @@ pub fn run_summary(scenario: &Scenario, metrics: &Table) -> String {
             s.push_str(&format!(" {} |\n", cell(metrics, r, "acc_obs_worst_group")));
         }
     }
-    let has_unseen = (0..metrics.rows.len())
-        .any(|r| metrics.number(r, "n_unseen").is_some_and(|n| n > 0.0));
+    let has_unseen =
+        (0..metrics.rows.len()).any(|r| metrics.number(r, "n_unseen").is_some_and(|n| n > 0.0));
     if has_unseen {
         s.push_str(&format!(
             "\n## Held-out annotators never seen in training ({} held-out pairs)\n\n\

@@ -831,6 +831,14 @@ pub struct MethodSpec {
     /// labelled by the same annotator (needs `world.annotators > 0`). Default 0 (off).
     #[serde(default)]
     pub context: Option<usize>,
+    /// How training batches give the posterior its annotator context (with `context > 0`):
+    /// `grouped` (default) builds each batch from runs of C + 1 pairs by one annotator, each
+    /// run its own context (no extra backbone pass, but only batch / (C + 1) distinct posterior
+    /// inputs per step); `fresh` draws C other training pairs of the annotator for every pair
+    /// of an ordinary batch (METHOD.md §4; C extra forward passes per pair, whose hidden states
+    /// are read without gradient into the backbone).
+    #[serde(default)]
+    pub context_batches: Option<ContextBatches>,
     /// What the posterior reads of each response: the hidden state at its `last` token (paper)
     /// or the `mean` of the states over its tokens. Default last.
     #[serde(default)]
@@ -841,9 +849,24 @@ pub struct MethodSpec {
     /// Learning-rate override for this method. Default: `train.lr`.
     #[serde(default)]
     pub lr: Option<f64>,
+    /// Learning-rate schedule override for this method (`constant`, `linear`, `cosine`).
+    /// Default: `train.schedule`.
+    #[serde(default)]
+    pub schedule: Option<LrSchedule>,
     /// Step-count override for this method. Default: `train.steps`.
     #[serde(default)]
     pub steps: Option<usize>,
+}
+
+/// How training batches carry annotator context (`methods[].context_batches`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ContextBatches {
+    /// Runs of C + 1 pairs by one annotator; each run is its own context.
+    #[default]
+    Grouped,
+    /// Ordinary batches; C fresh context pairs drawn per pair (stream `context/<label>`).
+    Fresh,
 }
 
 /// How the posterior summarises a response's hidden states.
@@ -895,8 +918,10 @@ pub struct ResolvedMethod {
     pub free_bits: f64,
     pub context: usize,
     pub posterior_pool: PosteriorPool,
+    pub context_batches: ContextBatches,
     pub latent_dim: usize,
     pub lr: f64,
+    pub schedule: LrSchedule,
     pub steps: usize,
 }
 
@@ -920,6 +945,8 @@ impl MethodSpec {
             free_bits: None,
             context: None,
             posterior_pool: None,
+            context_batches: None,
+            schedule: None,
             latent_dim: None,
             lr: None,
             steps: None,
@@ -1185,8 +1212,10 @@ impl Scenario {
                     free_bits: m.free_bits.unwrap_or(0.0),
                     context: m.context.unwrap_or(0),
                     posterior_pool: m.posterior_pool.unwrap_or_default(),
+                    context_batches: m.context_batches.unwrap_or_default(),
                     latent_dim: m.latent_dim.unwrap_or(self.model.d_model),
                     lr: m.lr.unwrap_or(self.train.lr),
+                    schedule: m.schedule.unwrap_or(self.train.schedule),
                     steps: m.steps.unwrap_or(self.train.steps),
                 }
             })
@@ -1370,6 +1399,9 @@ impl Scenario {
             "lpc",
         )?;
         only(m.context.is_some(), "context", lpc, "discrete lpc")?;
+        if m.context_batches.is_some() && m.context.unwrap_or(0) == 0 {
+            return Err(rule(f("context_batches"), "needs context >= 1"));
+        }
         only(
             m.posterior_pool.is_some(),
             "posterior_pool",
@@ -1716,6 +1748,33 @@ mod tests {
         let (f, r) = invalid("[[methods]]\nmethod = \"dpo\"\n[[methods]]\nmethod = \"dpo\"");
         assert_eq!(f, "methods[1].label");
         assert!(r.contains("unique"));
+        assert_eq!(invalid("[data]\nval_pairs = 0").0, "data.val_pairs");
+        assert_eq!(
+            invalid("[world]\nannotators = 10\n[data]\nheldout_annotators = 1.0").0,
+            "data.heldout_annotators"
+        );
+        let (f, r) = invalid("[data]\nheldout_annotators = 0.2");
+        assert_eq!(f, "data.heldout_annotators");
+        assert!(r.contains("annotators >= 2"), "{r}");
+    }
+
+    #[test]
+    fn checkpoint_selection_names() {
+        let sel = |t: &str| {
+            Scenario::from_toml_str(&format!("[train]\nselect = \"{t}\""), "t")
+                .unwrap()
+                .train
+                .select
+        };
+        assert_eq!(sel("best-val"), CheckpointSelect::BestVal);
+        assert_eq!(sel("best-val-loss"), CheckpointSelect::BestValLoss);
+        // The pre-validation-split name reads as the validation-loss rule.
+        assert_eq!(sel("best-eval-loss"), CheckpointSelect::BestValLoss);
+        assert_eq!(sel("last"), CheckpointSelect::Last);
+        assert_eq!(
+            Scenario::from_toml_str("", "t").unwrap().train.select,
+            CheckpointSelect::BestVal
+        );
     }
 
     #[test]

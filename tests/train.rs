@@ -85,7 +85,13 @@ fn lpc_with_one_code_and_no_kl_reproduces_dpo_exactly() {
     assert_eq!(dpo.len(), 3);
     assert_eq!(dpo.len(), lpc.len());
     for (a, b) in dpo.iter().zip(&lpc) {
-        for col in ["step", "train_loss", "val_loss", "val_accuracy", "val_objective"] {
+        for col in [
+            "step",
+            "train_loss",
+            "val_loss",
+            "val_accuracy",
+            "val_objective",
+        ] {
             assert_eq!(a[col], b[col], "{col} differs at step {}", a["step"]);
         }
         assert_eq!(b["val_kl"], "0", "one code: KL(q||p) is exactly 0");
@@ -181,10 +187,7 @@ fn dpo_learns_on_held_out_pairs() {
         "validation loss {val_loss}"
     );
     let first: f64 = curves[0]["val_loss"].parse().unwrap();
-    assert!(
-        val_loss < first,
-        "loss did not fall: {first} -> {val_loss}"
-    );
+    assert!(val_loss < first, "loss did not fall: {first} -> {val_loss}");
     let metrics = read_csv(&dir.path().join("metrics.csv"));
     let eval_loss: f64 = metrics[0]["eval_loss"].parse().unwrap();
     assert!(
@@ -407,7 +410,7 @@ fn unseen_annotators_are_scored_with_their_own_context() {
         20,
     )
     .replace("reward_scale = 24.0", "reward_scale = 24.0\nannotators = 20\ncoupling = 0.0")
-    .replace("val_pairs = 128", "val_pairs = 64\nheldout_annotators = 0.25");
+    .replace("\nval_pairs = 128", "\nval_pairs = 64\nheldout_annotators = 0.25");
     run_tiny(&text, dir.path());
     let metrics = read_csv(&dir.path().join("metrics.csv"));
     let n: f64 = metrics[1]["n_unseen"].parse().unwrap();
@@ -420,7 +423,10 @@ fn unseen_annotators_are_scored_with_their_own_context() {
     ] {
         assert!(!metrics[1][col].is_empty(), "{col} is blank");
     }
-    assert!(metrics[0]["bound_nmi_method"].is_empty(), "a baseline has no posterior bound");
+    assert!(
+        metrics[0]["bound_nmi_method"].is_empty(),
+        "a baseline has no posterior bound"
+    );
     let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
     assert!(summary.contains("never seen in training"));
 }

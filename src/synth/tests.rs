@@ -413,8 +413,16 @@ fn heldout_annotators_never_reach_training_or_validation() {
     let held = heldout_annotators(&s);
     assert_eq!(held.len(), 10);
     let (_, data) = synthetic_data(&s);
-    assert_eq!((data.train.len(), data.val.len(), data.eval.len()), (800, 100, 400));
-    assert!(data.train.iter().chain(&data.val).all(|p| !held.contains(&p.annotator)));
+    assert_eq!(
+        (data.train.len(), data.val.len(), data.eval.len()),
+        (800, 100, 400)
+    );
+    assert!(
+        data.train
+            .iter()
+            .chain(&data.val)
+            .all(|p| !held.contains(&p.annotator))
+    );
     assert!(data.eval.iter().any(|p| held.contains(&p.annotator)));
     // h = 0: the same pairs as a scenario that never mentions it.
     let zero = crate::scenario::Scenario::from_toml_str(&toml(0.0), "t").unwrap();
@@ -424,7 +432,10 @@ fn heldout_annotators_never_reach_training_or_validation() {
     )
     .unwrap();
     assert!(heldout_annotators(&zero).is_empty());
-    assert_eq!(synthetic_data(&zero).1.train, synthetic_data(&plain).1.train);
+    assert_eq!(
+        synthetic_data(&zero).1.train,
+        synthetic_data(&plain).1.train
+    );
     // The held-out pairs are the same with or without held-out annotators.
     assert_eq!(synthetic_data(&zero).1.eval, data.eval);
 }
@@ -639,7 +650,10 @@ fn synthetic_data_uses_named_streams() {
     )
     .unwrap();
     let (world, data) = synthetic_data(&scenario);
-    assert_eq!((data.train.len(), data.val.len(), data.eval.len()), (50, 1000, 20));
+    assert_eq!(
+        (data.train.len(), data.val.len(), data.eval.len()),
+        (50, 1000, 20)
+    );
     assert_eq!(data.group_names, vec!["type0", "type1", "type2"]);
     assert_eq!((data.vocab, data.groups), (16, 3));
     let expect = World::new(&scenario.world(), 0.0, &mut stream(7, WORLD_STREAM));

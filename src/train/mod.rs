@@ -29,7 +29,8 @@ use crate::model::reference::score_responses;
 use crate::objective::{LogpForm, Lpc, Objective, PairLogps, PreferenceObjective};
 use crate::rng::{SeededRng, derive_seed, stream};
 use crate::scenario::{
-    CheckpointSelect, LatentKind, PosteriorPool, ResolvedMethod, Scenario, TrainSpec,
+    CheckpointSelect, ContextBatches, LatentKind, PosteriorPool, ResolvedMethod, Scenario,
+    TrainSpec,
 };
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::{AutodiffModule, Module};
@@ -160,15 +161,34 @@ pub struct MethodContext<'a> {
     pub method: &'a ResolvedMethod,
     pub objective: Lpc<Objective>,
     pub separator: u32,
+    /// `context_batches = "fresh"`: the training pairs' context pools and the stream
+    /// `context/<label>` the draws come from.
+    fresh_context: Option<(ContextPool<'a>, std::cell::RefCell<SeededRng>)>,
 }
 
 impl<'a> MethodContext<'a> {
-    pub fn new(method: &'a ResolvedMethod, data: &PreferenceData) -> Self {
+    pub fn new(method: &'a ResolvedMethod, data: &'a PreferenceData) -> Self {
+        let fresh_context = (method.context > 0 && method.context_batches == ContextBatches::Fresh)
+            .then(|| {
+                (
+                    ContextPool::new(&data.train, &data.train, true, method.context),
+                    std::cell::RefCell::new(stream(0, &format!("context/{}", method.label))),
+                )
+            });
         MethodContext {
             method,
             objective: Lpc::from_method(method),
             separator: data.separator(),
+            fresh_context,
         }
+    }
+
+    /// Seed the fresh-context stream from the run's master seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        if let Some((_, rng)) = &mut self.fresh_context {
+            *rng.get_mut() = stream(seed, &format!("context/{}", self.method.label));
+        }
+        self
     }
 
     /// Whether the base objective consumes reference log-probabilities.
@@ -224,7 +244,9 @@ pub fn forward_pairs<B: Backend>(
                 .reshape([n, f]);
         }
         let cbatch = PairBatch::<B>::new(context, ctx.separator, device);
-        let chidden = model.policy.hidden(cbatch.seqs.ids.clone());
+        // Context pairs are read, not trained on: no gradient flows into the backbone through
+        // them (the posterior head still learns from them).
+        let chidden = model.policy.hidden(cbatch.seqs.ids.clone()).detach();
         pool_context(own, read(chidden, &cbatch), method.context)
     };
     let mut code_logits = None;
@@ -671,7 +693,7 @@ impl StepSchedule {
             lr: schedule::learning_rate(
                 method.lr,
                 scenario.train.lr_warmup_steps,
-                scenario.train.schedule,
+                method.schedule,
                 step,
                 total,
             ),
@@ -719,13 +741,20 @@ pub fn train_step<B: AutodiffBackend, O: Optimizer<MethodModel<B>, B>>(
         relaxation: Relaxation::from_hard(ctx.method.hard),
         g: plan.g,
     };
+    // Grouped context batches (`annotator_batch_order`) are their own context, so no extra
+    // pairs are passed; fresh context draws C training pairs of each pair's annotator.
+    let context: Vec<&PreferencePair> = match &ctx.fresh_context {
+        Some((pool, rng)) => {
+            let mut rng = rng.borrow_mut();
+            idx.iter().flat_map(|&i| pool.draw(i, &mut rng)).collect()
+        }
+        None => Vec::new(),
+    };
     let fwd = forward_pairs(
         &model,
         ctx,
         &pairs,
-        // Context methods train on annotator-grouped batches (`annotator_batch_order`): each
-        // run of C + 1 pairs is its own context, so no extra pairs are passed.
-        &[],
+        &context,
         (&rc, &rr),
         &choice,
         noise_rng,
@@ -773,7 +802,10 @@ pub fn validate_point<B: Backend>(
         &mut rng,
         device,
     );
-    let has_posterior = matches!(ctx.method.name.latent, LatentKind::Lpc | LatentKind::Gaussian);
+    let has_posterior = matches!(
+        ctx.method.name.latent,
+        LatentKind::Lpc | LatentKind::Gaussian
+    );
     let objective = if has_posterior {
         let mut rng = stream(seed, &format!("val/{}/{step}/posterior", ctx.method.label));
         evaluate(
@@ -830,9 +862,9 @@ pub fn train_method<B: AutodiffBackend>(
 ) -> TrainedMethod<B> {
     let seed = scenario.data.seed;
     let clock = std::time::Instant::now();
-    let ctx = MethodContext::new(method, data);
+    let ctx = MethodContext::new(method, data).with_seed(seed);
     let total = total_steps(scenario, method, data.train.len());
-    let batches = if method.context > 0 {
+    let batches = if method.context > 0 && method.context_batches == ContextBatches::Grouped {
         annotator_batch_order(
             &data.train,
             scenario.train.batch_size,
@@ -1023,7 +1055,16 @@ mod tests {
         let refs = ReferenceCache::compute(&reference, &data.train, data.separator());
         let val_refs = ReferenceCache::compute(&reference, &data.val, data.separator());
         let run = |d: &PreferenceData, val_refs: &ReferenceCache| {
-            let t = train_method(&scenario, method, d, &start, &refs, val_refs, &mut Silent, &device);
+            let t = train_method(
+                &scenario,
+                method,
+                d,
+                &start,
+                &refs,
+                val_refs,
+                &mut Silent,
+                &device,
+            );
             let curve = serde_json::to_string(&t.curve).unwrap();
             // Weights compared on the original held-out prompts.
             (t.selected_step, curve, fingerprint(&t.model, &data))

@@ -1161,7 +1161,9 @@ pub fn markdown(folder: &ResultFolder, figures: &[NamedFigure]) -> String {
     let groups: Vec<String> = s
         .columns
         .iter()
-        .filter_map(|c| c.strip_prefix("acc_noiseless_").map(str::to_string))
+        // Group names from the observed-accuracy columns (`acc_noiseless_unseen` is not a group).
+        .filter_map(|c| c.strip_prefix("acc_obs_").map(str::to_string))
+        .filter(|g| g != "worst_group")
         .collect();
     if !groups.is_empty() {
         md.push_str(

@@ -32,7 +32,8 @@
 //! model        4 (5 P + 4 P_h)       reference, method model, best checkpoint, encoded checkpoint
 //! optimiser    12 (P + P_h)          gradients and Adam's two moments
 //! batches      max(train step, eval chunk, sampling, warm-up step) activations, f32:
-//!              train step  8 · 2B(1 + C) · (n a + 3 L V),  a = L (12 d + 2 f) + 2 h L²
+//!              train step  8 · 2B · (n a + 3 L V),  a = L (12 d + 2 f) + 2 h L²
+//!              eval chunk  4 · 2 · 256 (1 + C) · (a + 3 L V)      (C: annotator context)
 //! codes        K (eval · 60 + min(train, 4000) · 16)         per-pair code probabilities and rows
 //! ```
 //! with `P` the policy's parameters and `P_h` the largest latent head's. On a CUDA device the
@@ -51,7 +52,7 @@
 //! ```text
 //! warm-up      warmup_steps · B · 3F
 //! reference    2 N F
-//! per method   S · 2B (1 + C) · 3F  +  (⌊S / eval_every⌋ + 1) · eval · 2F
+//! per method   S · 2B · 3F  +  (⌊S / eval_every⌋ + 1) · eval · 2F (1 + C)
 //!              + sampling (500 + 200 K) · Lr · F  (policy quality; steering for lpc methods)
 //! ```
 //! and seconds ≈ `commands::sweep::estimated_seconds(work)` on one idle core.
@@ -425,8 +426,10 @@ pub fn estimate(s: &Scenario) -> Estimate {
         } else {
             0.0
         };
-        work_methods += st as f64 * 2.0 * b * (1.0 + c) * 3.0 * forward
-            + evals * eval_pairs * 2.0 * forward
+        // Training batches hold runs of C + 1 pairs of one annotator (no extra rows); held-out
+        // evaluation passes each pair's C context pairs through the backbone too.
+        work_methods += st as f64 * 2.0 * b * 3.0 * forward
+            + evals * eval_pairs * 2.0 * (1.0 + c) * forward
             + (500.0 + steering) * lr * forward;
     }
 
@@ -526,8 +529,9 @@ pub fn estimate(s: &Scenario) -> Estimate {
         fields: model_fields,
     });
     let act = len * (12.0 * d + 2.0 * f) + 2.0 * heads * len * len;
-    let train_step = 8.0 * 2.0 * b * (1.0 + max_context) * (layers * act + 3.0 * len * vm);
-    let eval_chunk = 4.0 * 2.0 * crate::train::EVAL_CHUNK as f64 * (act + 3.0 * len * vm);
+    let train_step = 8.0 * 2.0 * b * (layers * act + 3.0 * len * vm);
+    let eval_chunk =
+        4.0 * 2.0 * crate::train::EVAL_CHUNK as f64 * (1.0 + max_context) * (act + 3.0 * len * vm);
     let sampling = 4.0 * 500.0 * (act + 2.0 * len * vm);
     let warm_step = 8.0 * b * (layers * act + 3.0 * len * vm);
     parts.push(Part {

@@ -245,6 +245,10 @@ const HEADERS: &[&str] = &[
 /// One mutation of a file: which, where, and with what.
 #[derive(Debug, Clone)]
 enum Mutation {
+    /// Replace the number on the `line`-th `key = number` line by another of its kind (an
+    /// integer by an integer, a float by a float): reaches the value rules, the bounds and the
+    /// estimate rather than the parser.
+    Number { line: usize, int: i64, float: f64 },
     /// Replace the value of the `line`-th `key = value` line.
     Value { line: usize, value: String },
     /// Insert `key = value` (or a header) before the `line`-th line.
@@ -265,7 +269,24 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         1 => (0u64..20_000_000).prop_map(|v| v.to_string()),
     ];
     let line = 0usize..200;
+    let int = prop_oneof![
+        2 => proptest::sample::select(&[
+            0i64, 1, 2, 3, 8, 64, 255, 256, 1024, 1025, 4096, 16_384, 16_385, 65_536, 65_537,
+            262_144, 1_000_000, 1_000_001, 10_000_000, 10_000_001, 1_000_000_000,
+            1_000_000_000_000, i64::MAX, -1, i64::MIN,
+        ][..]),
+        1 => 0i64..100_000,
+        1 => any::<i64>(),
+    ];
+    let float = prop_oneof![
+        2 => proptest::sample::select(&[
+            0.0f64, -0.0, 0.5, 1.0, 1.0000001, -1.0, 1e-300, 1e300, f64::MAX, f64::MIN_POSITIVE,
+            f64::NAN, f64::INFINITY, f64::NEG_INFINITY,
+        ][..]),
+        1 => any::<f64>(),
+    ];
     prop_oneof![
+        6 => (line.clone(), int, float).prop_map(|(line, int, float)| Mutation::Number { line, int, float }),
         4 => (line.clone(), value.clone()).prop_map(|(line, value)| Mutation::Value { line, value }),
         2 => (line.clone(), proptest::sample::select(KEYS), value)
             .prop_map(|(line, k, v)| Mutation::Insert { line, text: format!("{k} = {v}") }),
@@ -283,6 +304,39 @@ fn apply(bytes: &[u8], m: &Mutation) -> Vec<u8> {
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     let n = lines.len().max(1);
     match m {
+        Mutation::Number { line, int, float } => {
+            let numbers: Vec<(usize, String, bool)> = (0..lines.len())
+                .filter_map(|i| {
+                    let l = lines[i].trim_start();
+                    if l.starts_with('#') || l.starts_with('[') {
+                        return None;
+                    }
+                    let (key, rest) = lines[i].split_once('=')?;
+                    let value = rest.split('#').next()?.trim();
+                    if value.parse::<i64>().is_ok() {
+                        Some((i, key.to_string(), true))
+                    } else if value.parse::<f64>().is_ok() {
+                        Some((i, key.to_string(), false))
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            if let Some((i, key, is_int)) = numbers.get(line % numbers.len().max(1)) {
+                let v = if *is_int {
+                    int.to_string()
+                } else if float.is_finite() {
+                    format!("{float:?}")
+                } else if float.is_nan() {
+                    "nan".to_string()
+                } else if *float > 0.0 {
+                    "inf".to_string()
+                } else {
+                    "-inf".to_string()
+                };
+                lines[*i] = format!("{key}= {v}");
+            }
+        }
         Mutation::Value { line, value } => {
             let assignments: Vec<usize> = (0..lines.len())
                 .filter(|&i| {
@@ -359,7 +413,7 @@ proptest! {
     #[test]
     fn mutated_scenarios_plan_or_fail_cleanly(
         file in 0usize..1000,
-        mutations in proptest::collection::vec(mutation(), 1..4),
+        mutations in proptest::collection::vec(mutation(), 1..3),
     ) {
         let files = corpus();
         let (_, original) = &files[file % files.len()];

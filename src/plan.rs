@@ -246,6 +246,12 @@ impl Estimate {
             .map(|p| p.bytes)
             .sum()
     }
+    /// The estimate restricted to the parts named (e.g. `generate` holds only the world).
+    pub fn only(mut self, names: &[&str]) -> Estimate {
+        self.parts.retain(|p| names.contains(&p.name));
+        self
+    }
+
     /// Estimated wall seconds on one idle core (see `commands::sweep::estimated_seconds`).
     pub fn seconds(&self) -> f64 {
         crate::commands::sweep::estimated_seconds(self.work)

@@ -25,6 +25,14 @@ pub const RESCORED_FILES: [&str; 2] = ["metrics.csv", "summary.md"];
 pub fn run(args: &EvalArgs) -> Result<()> {
     let dir = &args.dir;
     let scenario = Scenario::load(&dir.join("scenario.resolved.toml"))?;
+    // Rescoring holds what a run holds (on the CPU): refuse it before any work if too large.
+    let mut on_cpu = scenario.clone();
+    on_cpu.train.device = "cpu".into();
+    crate::plan::check_fits(
+        &scenario.name,
+        &crate::plan::estimate(&on_cpu),
+        &crate::plan::memory_budget()?,
+    )?;
     let out = dir.join(RESCORED_DIR);
     results::prepare_out_dir(&out, args.force, &RESCORED_FILES)?;
     let device = Default::default();

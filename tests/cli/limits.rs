@@ -451,3 +451,33 @@ fn a_sweep_survives_an_impossible_cell() {
     );
     assert_eq!(std::fs::read_to_string(&merged).unwrap(), table);
 }
+
+/// `generate` streams pairs but holds the world's tables: a world too large is refused before
+/// anything is written.
+#[test]
+fn generate_refuses_a_world_beyond_the_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.toml");
+    std::fs::write(
+        &file,
+        smoke_with(&[("world.vocab", "1000000"), ("world.reward", "\"bigram\"")]),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let (o, took) = run_with_env(
+        &[
+            "generate",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[("LPC_BENCH_MEMORY_LIMIT", "4GiB")],
+    );
+    assert_clean_refusal(
+        &o,
+        took,
+        &out,
+        &["world.vocab = 1000000", "bigram", "memory"],
+        "bigram vocab 1e6",
+    );
+}

@@ -22,8 +22,9 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check scenario files and print each one resolved (every default filled in), or a clear
-    /// error naming the file, field or line and the rule broken.
+    /// Check scenario files and print each one resolved (every default filled in) with its
+    /// resource estimate (memory by part, work) as comments, or a clear error naming the file,
+    /// field or line and the rule broken.
     Validate(ValidateArgs),
     /// Generate a synthetic world's pairs as JSON Lines (train.jsonl, eval.jsonl) plus
     /// world.json (its parameters) and summary.csv (measured distance statistics and the exact

@@ -439,19 +439,20 @@ pub fn estimate(s: &Scenario) -> Estimate {
             + (500.0 + steering) * lr * forward;
     }
 
-    let mut parts = Vec::new();
-    parts.push(Part {
-        name: "pairs",
-        bytes: n * (136.0 + 4.0 * (lp + 2.0 * lr)),
-        on_device: false,
-        fields: with(&count_fields, &world_fields),
-    });
-    parts.push(Part {
-        name: "reference",
-        bytes: n * (16.0 + 2.0 * (48.0 + 4.0 * (lp + lr))),
-        on_device: false,
-        fields: with(&count_fields, &world_fields),
-    });
+    let mut parts = vec![
+        Part {
+            name: "pairs",
+            bytes: n * (136.0 + 4.0 * (lp + 2.0 * lr)),
+            on_device: false,
+            fields: with(&count_fields, &world_fields),
+        },
+        Part {
+            name: "reference",
+            bytes: n * (16.0 + 2.0 * (48.0 + 4.0 * (lp + lr))),
+            on_device: false,
+            fields: with(&count_fields, &world_fields),
+        },
+    ];
     let warm = (m.warmup_steps as f64 * b).clamp(1.0, 100_000.0) + 500.0;
     parts.push(Part {
         name: "warm-up",
@@ -622,7 +623,7 @@ pub fn memory_budget() -> Result<Budget> {
         }
     };
     let (host, host_source) = match env(MEMORY_LIMIT_ENV)? {
-        Some(b) => (b, format!("{MEMORY_LIMIT_ENV}")),
+        Some(b) => (b, MEMORY_LIMIT_ENV.to_string()),
         None => match mem_available() {
             Some(b) => (b, "MemAvailable in /proc/meminfo".to_string()),
             None => (

@@ -54,13 +54,15 @@
 //! # Output folder
 //! ```text
 //! OUT/cells/<point>/<method>/               a finished cell: run outputs, cell.toml, DONE
-//! OUT/cells/<point>/<method>.tmp-<pid>-XXXX  a cell being run (or killed while running)
+//!                                           or a failed cell: cell.toml, FAILED (no DONE)
+//! OUT/cells/<point>/<method>.tmp-<pid>-XXXX  a cell being run (or killed while running, or failed)
 //! OUT/cells/<point>/<method>.stale-<pid>-N   an unfinished folder moved aside on rerun
 //! OUT/all-metrics.csv                       merged table (see [`merge`])
 //! OUT/all-metrics-summary.csv               mean ± std over seeds (see [`summarise`])
 //! ```
-//! Nothing here deletes a folder: `*.tmp-*` and `*.stale-*` folders are never read and may be
-//! removed by hand once no sweep is running.
+//! The only folders deleted here are failure records ([`record_failure`]: `cell.toml` and
+//! `FAILED`, nothing else), replaced when the cell is retried. `*.tmp-*` and `*.stale-*` folders
+//! are never read and may be removed by hand once no sweep is running.
 
 use crate::scenario::{MethodName, ObjectiveKind, Scenario, ScenarioError};
 use crate::{Error, Result};

@@ -340,11 +340,19 @@ fn dry_run(name: &str, grid: usize, shard: Shard, mine: &[&Cell], args: &SweepAr
         "#", "cell", "cost", "est."
     );
     let (mut cost_left, mut seconds_left, mut n_left) = (0.0, 0.0, 0usize);
+    let budget = crate::plan::memory_budget().ok();
+    let mut too_big = Vec::new();
     for (i, c) in mine.iter().enumerate() {
         let cost = sweep::relative_cost(&c.scenario);
         let seconds = estimated_seconds(cost);
+        let refused = budget.as_ref().and_then(|b| {
+            crate::plan::check_fits(&c.scenario.name, &crate::plan::estimate(&c.scenario), b).err()
+        });
         let est = if finished(c) {
             "done".to_string()
+        } else if let Some(e) = refused {
+            too_big.push(format!("  {}: {e}", c.id));
+            "too big".to_string()
         } else {
             cost_left += cost;
             seconds_left += seconds;
@@ -352,6 +360,14 @@ fn dry_run(name: &str, grid: usize, shard: Shard, mine: &[&Cell], args: &SweepAr
             format_duration(seconds)
         };
         println!("{:>5}  {:<width$}  {:>9.3e}  {:>8}", i + 1, c.id, cost, est);
+    }
+    if !too_big.is_empty() {
+        println!(
+            "{} cell(s) exceed this machine's memory budget and would fail at once (recorded as \
+             failed; the other cells run):\n{}",
+            too_big.len(),
+            too_big.join("\n")
+        );
     }
     let jobs = args.jobs.get();
     println!(

@@ -400,6 +400,14 @@ fn a_sweep_survives_an_impossible_cell() {
     text.push_str("\n[sweep]\n\"world.prompt_len\" = [4, 60000]\n\"data.seed\" = [0, 1]\n");
     std::fs::write(&file, text).unwrap();
     let env = [("LPC_BENCH_MEMORY_LIMIT", "4GiB")];
+    // The dry run already says which cells cannot run here.
+    let (o, _) = run_with_env(&["sweep", "--dry-run", file.to_str().unwrap()], &env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("too big") && stdout(&o).contains("2 cell(s) exceed"),
+        "{}",
+        stdout(&o)
+    );
     let args = [
         "sweep",
         file.to_str().unwrap(),

@@ -72,7 +72,8 @@ fn assert_clean_refusal(o: &Output, took: Duration, out: &Path, expect: &[&str],
 #[test]
 fn absurd_sizes_are_refused_before_any_work() {
     let lpc = "[{ method = \"lpc-dpo\", codebook = 1000000000 }]";
-    let cases: Vec<(Vec<(&str, &str)>, Vec<&str>)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, Vec<&'a str>);
+    let cases: Vec<Case> = vec![
         (
             vec![("data.train_pairs", "1000000000000")],
             vec!["data.train_pairs", "<= 10000000"],

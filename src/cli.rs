@@ -22,8 +22,9 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check scenario files and print each one resolved (every default filled in), or a clear
-    /// error naming the file, field or line and the rule broken.
+    /// Check scenario files and print each one resolved (every default filled in) with its
+    /// resource estimate (memory by part, work) as comments, or a clear error naming the file,
+    /// field or line and the rule broken.
     Validate(ValidateArgs),
     /// Generate a synthetic world's pairs as JSON Lines (train.jsonl, eval.jsonl) plus
     /// world.json (its parameters) and summary.csv (measured distance statistics and the exact
@@ -93,14 +94,20 @@ pub struct ScoreArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Scenario file.
+    /// Scenario file (one scenario; a file with a [sweep] table runs with `lpc-bench sweep`).
     pub scenario: PathBuf,
-    /// Output folder; created if missing. Refuses to overwrite existing results without --force.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Replace result files that already exist.
+    /// Output folder; created if missing. Refuses to overwrite existing results (checkpoints
+    /// included) without --force. Required unless --dry-run.
+    #[arg(long, required_unless_present = "dry_run")]
+    pub out: Option<PathBuf>,
+    /// Replace the results a run owns: every result file and checkpoint is rewritten, and
+    /// checkpoints of methods the scenario no longer lists are removed (the run says which).
     #[arg(long)]
     pub force: bool,
+    /// Print the plan and the resource estimate (memory by part, work), check it against this
+    /// machine's memory, and stop: nothing is trained or written.
+    #[arg(long)]
+    pub dry_run: bool,
     /// No progress bars or messages (errors are still printed).
     #[arg(long, short)]
     pub quiet: bool,

@@ -102,18 +102,41 @@ pub fn cuda_device(n: usize) -> burn::backend::cuda::CudaDevice {
 }
 
 /// Touch CUDA device `n` once; burn panics when the driver library cannot be loaded, which
-/// becomes a clear error here.
+/// becomes a clear error here. The default panic hook is silenced while probing (and restored
+/// after), so the library's panic messages and backtraces, from this thread or a runtime thread
+/// it starts, do not precede the error; the first panic's text is kept for the error.
 #[cfg(feature = "cuda")]
 fn cuda_probe(n: usize) -> Result<()> {
     use burn::tensor::Tensor;
+    use std::sync::{Arc, Mutex};
+    let first: Arc<Mutex<Option<String>>> = Arc::default();
+    let previous = std::panic::take_hook();
+    {
+        let first = Arc::clone(&first);
+        std::panic::set_hook(Box::new(move |info| {
+            let text = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let mut slot = first.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert(text);
+        }));
+    }
     let probe = std::panic::catch_unwind(|| {
         let device = cuda_device(n);
         let t = Tensor::<burn::backend::Cuda, 1>::from_floats([1.0f32, 2.0], &device);
         t.sum().into_scalar()
     });
+    std::panic::set_hook(previous);
+    let cause = first.lock().unwrap_or_else(|p| p.into_inner()).take();
     probe.map(|_| ()).map_err(|_| {
+        let cause = cause
+            .map(|c| format!(" ({})", c.lines().next().unwrap_or("").trim()))
+            .unwrap_or_default();
         Error::msg(format!(
-            "CUDA device {n} is not usable: no NVIDIA driver/GPU could be loaded on this machine \
+            "CUDA device {n} is not usable: no NVIDIA driver/GPU could be loaded on this machine{cause} \
              (use --device cpu)"
         ))
     })

@@ -8,6 +8,7 @@
 //! `scenario → synth (world) → data (pairs, batches) → model → objective → train → metrics →
 //! results`, with `cli` and `commands` on top and `main.rs` a few lines long.
 
+pub mod checkpoint;
 pub mod cli;
 pub mod commands;
 pub mod data;
@@ -17,6 +18,7 @@ pub mod evaluate;
 pub mod metrics;
 pub mod model;
 pub mod objective;
+pub mod plan;
 pub mod plots;
 pub mod progress;
 pub mod report;

@@ -31,6 +31,18 @@ fn parent_dir(path: &Path) -> &Path {
 /// An existing file is replaced. The folder must exist. New files get the usual permissions
 /// (`0666` less the umask on Unix), not the temporary file's private `0600`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, bytes, None)
+}
+
+/// A write that fails after `written` bytes reached the temporary file, as a crash or a full
+/// disk would: for tests of the atomicity (the final name keeps its old content). The error names
+/// `path`.
+#[doc(hidden)]
+pub fn write_atomic_interrupted(path: &Path, bytes: &[u8], written: usize) -> Result<()> {
+    write_atomic_with(path, bytes, Some(written))
+}
+
+fn write_atomic_with(path: &Path, bytes: &[u8], fail_after: Option<usize>) -> Result<()> {
     let dir = parent_dir(path);
     let mut builder = tempfile::Builder::new();
     builder.prefix(".lpc-bench-").suffix(".tmp");
@@ -40,6 +52,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         builder.permissions(fs::Permissions::from_mode(0o666));
     }
     let mut tmp = builder.tempfile_in(dir).map_err(|e| Error::io(path, e))?;
+    if let Some(n) = fail_after {
+        tmp.write_all(&bytes[..n.min(bytes.len())])
+            .map_err(|e| Error::io(path, e))?;
+        // Dropping `tmp` removes the temporary file, as the OS would leave it unreferenced.
+        return Err(Error::io(
+            path,
+            io::Error::other(format!("write interrupted after {n} bytes (injected)")),
+        ));
+    }
     tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
     tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
@@ -179,6 +200,14 @@ pub struct Table {
 }
 
 impl Table {
+    /// An empty table with these columns (written as a header-only CSV when no row comes).
+    pub fn with_columns(columns: &[&str]) -> Table {
+        Table {
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
     /// Append a row of `(column, value)`; unseen columns are added at the end, and earlier rows
     /// get blanks there.
     pub fn push(&mut self, row: Vec<(String, String)>) {
@@ -220,6 +249,10 @@ impl Table {
 
     /// CSV text: a header and one line per row.
     pub fn to_csv(&self) -> Result<Vec<u8>> {
+        // A table without columns is an empty file, not a header of one empty field (`""`).
+        if self.columns.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut w = csv::Writer::from_writer(Vec::new());
         let io = |e: csv::Error| Error::msg(format!("csv: {e}"));
         w.write_record(&self.columns).map_err(io)?;

@@ -1092,15 +1092,24 @@ impl Default for WorldSpec {
 impl Scenario {
     /// Parse and validate a scenario file. The name defaults to the file stem.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "scenario".to_string());
-        Scenario::from_toml_str(&text, &stem).map_err(|e| e.with_path(path))
+        let text = read_text(path)?;
+        Scenario::from_file_text(&text, &file_stem(path)).map_err(|e| e.with_path(path))
+    }
+
+    /// Parse and validate the text of a scenario *file*: as [`Scenario::from_toml_str`], and a
+    /// file with no key at all (empty, or only comments) is an error rather than a silent
+    /// default run: a default run needs at least `name = "..."`.
+    pub fn from_file_text(text: &str, default_name: &str) -> Result<Scenario, ScenarioError> {
+        if text.parse::<toml::Table>().is_ok_and(|t| t.is_empty()) {
+            return Err(ScenarioError::Invalid {
+                path: PathBuf::new(),
+                field: "name".into(),
+                rule: "must be set: the file is empty (or only comments); a run of every default \
+                       needs at least `name = \"...\"`"
+                    .into(),
+            });
+        }
+        Scenario::from_toml_str(text, default_name)
     }
 
     /// Parse and validate scenario text; `default_name` is used when `name` is absent.
@@ -1224,6 +1233,8 @@ impl Scenario {
 
     /// Check every rule; the first broken one is returned with its field path.
     pub fn validate(&self) -> Result<(), RuleError> {
+        // Sanity bounds on every size first, so later rules never compute with absurd sizes.
+        crate::plan::check_bounds(self)?;
         if self.name.contains(['/', '\\']) || self.name.starts_with('.') {
             return Err(rule(
                 "name",
@@ -1482,7 +1493,7 @@ impl Scenario {
 }
 
 impl ScenarioError {
-    fn with_path(self, p: &Path) -> ScenarioError {
+    pub(crate) fn with_path(self, p: &Path) -> ScenarioError {
         match self {
             ScenarioError::Parse { message, .. } => ScenarioError::Parse {
                 path: p.to_path_buf(),
@@ -1496,6 +1507,42 @@ impl ScenarioError {
             other => other,
         }
     }
+}
+
+/// A file's stem, the default scenario name (`scenario` when the path has none).
+pub fn file_stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "scenario".to_string())
+}
+
+/// Read a scenario file as UTF-8 text. Bytes that are not UTF-8 are a parse error giving the
+/// byte offset, line and column of the first bad byte.
+pub fn read_text(path: &Path) -> Result<String, ScenarioError> {
+    let bytes = std::fs::read(path).map_err(|source| ScenarioError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    text_of(bytes).map_err(|e| e.with_path(path))
+}
+
+/// The bytes as UTF-8 text, or a parse error locating the first invalid byte.
+pub fn text_of(bytes: Vec<u8>) -> Result<String, ScenarioError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let good = &e.as_bytes()[..at];
+        let line = good.iter().filter(|b| **b == b'\n').count() + 1;
+        let line_start = good.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let column = String::from_utf8_lossy(&good[line_start..]).chars().count() + 1;
+        ScenarioError::Parse {
+            path: PathBuf::new(),
+            message: format!(
+                "not UTF-8 text: invalid byte 0x{:02x} at byte offset {at} (line {line}, column \
+                 {column}); a scenario is a TOML text file",
+                e.as_bytes()[at]
+            ),
+        }
+    })
 }
 
 /// Smallest Dirichlet concentration a world accepts.
@@ -1718,6 +1765,34 @@ mod tests {
         assert_eq!(s.name, "empty");
         assert_eq!(s.world().types, 2);
         assert_eq!(s.methods.len(), 2);
+    }
+
+    #[test]
+    fn an_empty_or_comment_only_file_is_an_error() {
+        for text in ["", "   \n", "# just a comment\n\n# another\n"] {
+            match Scenario::from_file_text(text, "e") {
+                Err(ScenarioError::Invalid { field, rule, .. }) => {
+                    assert_eq!(field, "name");
+                    assert!(rule.contains("empty"), "{rule}");
+                }
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            Scenario::from_file_text("name = \"d\"", "e").unwrap().name,
+            "d"
+        );
+    }
+
+    #[test]
+    fn binary_garbage_names_the_byte_offset() {
+        let mut bytes = b"name = \"x\"\n[world]\nvo".to_vec();
+        bytes.extend([0xff, 0xfe, 0x00]);
+        let e = text_of(bytes).unwrap_err().to_string();
+        assert!(
+            e.contains("byte offset 21") && e.contains("line 3, column 3") && e.contains("0xff"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -54,13 +54,15 @@
 //! # Output folder
 //! ```text
 //! OUT/cells/<point>/<method>/               a finished cell: run outputs, cell.toml, DONE
-//! OUT/cells/<point>/<method>.tmp-<pid>-XXXX  a cell being run (or killed while running)
+//!                                           or a failed cell: cell.toml, FAILED (no DONE)
+//! OUT/cells/<point>/<method>.tmp-<pid>-XXXX  a cell being run (or killed while running, or failed)
 //! OUT/cells/<point>/<method>.stale-<pid>-N   an unfinished folder moved aside on rerun
 //! OUT/all-metrics.csv                       merged table (see [`merge`])
 //! OUT/all-metrics-summary.csv               mean ± std over seeds (see [`summarise`])
 //! ```
-//! Nothing here deletes a folder: `*.tmp-*` and `*.stale-*` folders are never read and may be
-//! removed by hand once no sweep is running.
+//! The only folders deleted here are failure records ([`record_failure`]: `cell.toml` and
+//! `FAILED`, nothing else), replaced when the cell is retried. `*.tmp-*` and `*.stale-*` folders
+//! are never read and may be removed by hand once no sweep is running.
 
 use crate::scenario::{MethodName, ObjectiveKind, Scenario, ScenarioError};
 use crate::{Error, Result};
@@ -75,12 +77,21 @@ use toml::Value;
 /// Canonical path of the master seed; `seed` is accepted as an alias in `[sweep]`, and it is the
 /// column [`summarise`] averages over.
 pub const SEED_PATH: &str = "data.seed";
+/// Largest number of cells a grid may expand to.
+pub const MAX_CELLS: u64 = 100_000;
 /// Sub-folder of the output folder that holds one folder per cell.
 pub const CELLS_DIR: &str = "cells";
 /// Marker written last into a cell folder; a cell is finished iff its folder holds it.
 pub const DONE_FILE: &str = "DONE";
 /// The cell's identity (id, method label, overrides) written beside its results.
 pub const CELL_FILE: &str = "cell.toml";
+/// Marker of a failed cell: its folder holds `cell.toml` and this file (the error message),
+/// never `DONE`. See [`record_failure`].
+pub const FAILED_FILE: &str = "FAILED";
+/// Status written in the merged table for a failed cell's row.
+pub const FAILED_STATUS: &str = "failed";
+/// Column of the merged table holding a failed cell's error (present only when a cell failed).
+pub const ERROR_COLUMN: &str = "error";
 /// Each cell's metrics table, written by the run pipeline.
 pub const METRICS_FILE: &str = "metrics.csv";
 /// The merged table written by [`write_merged`].
@@ -165,7 +176,12 @@ pub struct Cell {
 /// Read a scenario file and expand its grid; the name defaults to the file stem. Errors outside
 /// `[sweep]` carry the file's line and column.
 pub fn load(path: &Path) -> Result<Vec<Cell>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::scenario::read_text(path)?;
+    load_text(&text, &crate::scenario::file_stem(path), path)
+}
+
+/// [`load`] on a file's text; `path` only names the file in errors.
+pub fn load_text(text: &str, stem: &str, path: &Path) -> Result<Vec<Cell>> {
     let parse_error = |message: String| {
         Error::Scenario(ScenarioError::Parse {
             path: path.to_path_buf(),
@@ -173,13 +189,17 @@ pub fn load(path: &Path) -> Result<Vec<Cell>> {
         })
     };
     // Parse as a scenario first so that errors outside [sweep] keep their line numbers.
-    toml::from_str::<Scenario>(&text).map_err(|e| parse_error(e.to_string()))?;
-    let table: toml::Table = toml::from_str(&text).map_err(|e| parse_error(e.to_string()))?;
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "scenario".to_string());
-    expand(&table, &stem).map_err(|e| Error::msg(format!("{}: {e}", path.display())))
+    toml::from_str::<Scenario>(text).map_err(|e| parse_error(e.to_string()))?;
+    let table: toml::Table = toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+    if table.is_empty() {
+        // The same rule as `Scenario::from_file_text`.
+        return Err(Scenario::from_file_text(text, stem)
+            .map_err(|e| e.with_path(path))
+            .err()
+            .map(Error::from)
+            .unwrap_or_else(|| Error::msg("empty scenario file")));
+    }
+    expand(&table, stem).map_err(|e| Error::msg(format!("{}: {e}", path.display())))
 }
 
 /// The grid axes of a scenario table, sorted by canonical path (empty without `[sweep]`).
@@ -331,6 +351,28 @@ pub fn expand(base: &toml::Table, default_name: &str) -> Result<Vec<Cell>, Sweep
         }
     }
     let names = short_names(&axes);
+    // cells = Π global |a| · Σ_m Π accepted method |a|, checked before anything is built.
+    let count = global_axes
+        .iter()
+        .try_fold(1u64, |n, a| n.checked_mul(a.values.len() as u64))
+        .zip(accepts.iter().try_fold(0u64, |sum, row| {
+            let per = method_axes
+                .iter()
+                .zip(row)
+                .filter(|(_, ok)| **ok)
+                .try_fold(1u64, |n, (a, _)| n.checked_mul(a.values.len() as u64))?;
+            sum.checked_add(per)
+        }))
+        .and_then(|(g, m)| g.checked_mul(m));
+    match count {
+        Some(n) if n <= MAX_CELLS => {}
+        _ => {
+            return Err(SweepError::Base(format!(
+                "the [sweep] grid has {} cells, more than the sanity bound of {MAX_CELLS}",
+                count.map_or("more than 2^64".to_string(), |n| n.to_string())
+            )));
+        }
+    }
 
     let mut cells = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -738,6 +780,74 @@ pub fn is_finished(dir: &Path) -> bool {
     dir.join(DONE_FILE).is_file()
 }
 
+/// A folder holding only a failure record ([`record_failure`]): `FAILED`, `cell.toml`, no `DONE`.
+fn is_failure_record(dir: &Path) -> bool {
+    if !dir.join(FAILED_FILE).is_file() || is_finished(dir) {
+        return false;
+    }
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.filter_map(|e| e.ok()).all(|e| {
+            let n = e.file_name();
+            n == FAILED_FILE || n == CELL_FILE
+        })
+    })
+}
+
+/// Record that `cell` failed with `message`: the cell folder gets `cell.toml` and `FAILED` (the
+/// message), committed like a finished cell (a temporary folder renamed into place) but without
+/// `DONE`, so [`merge`] lists the cell as failed and the next invocation runs it again (retry).
+/// A finished cell is left alone; an earlier failure record of the cell is replaced.
+pub fn record_failure(out: &Path, cell: &Cell, message: &str) -> Result<()> {
+    let dir = cell_dir(out, cell);
+    if is_finished(&dir) {
+        return Ok(());
+    }
+    let (parent, name) = split_cell_dir(&dir)?;
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("{name}.failed-{}-", std::process::id()))
+        .tempdir_in(parent)
+        .map_err(|e| Error::io(parent, e))?;
+    let record = toml::to_string(&CellRecord::of(cell))
+        .map_err(|e| Error::msg(format!("cannot write {CELL_FILE} of {}: {e}", cell.id)))?;
+    write_atomic(&tmp.path().join(CELL_FILE), record.as_bytes())?;
+    write_atomic(
+        &tmp.path().join(FAILED_FILE),
+        format!("{message}\n").as_bytes(),
+    )?;
+    if dir.exists() {
+        if is_failure_record(&dir) {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        } else {
+            move_aside(&dir, parent, name)?;
+        }
+    }
+    let tmp = tmp.keep();
+    std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
+    sync_dir(parent);
+    Ok(())
+}
+
+fn split_cell_dir(dir: &Path) -> Result<(&Path, String)> {
+    let parent = dir
+        .parent()
+        .ok_or_else(|| Error::msg(format!("{}: cell folder has no parent", dir.display())))?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok((parent, name))
+}
+
+/// Rename an unfinished cell folder to `<name>.stale-<pid>-N`.
+fn move_aside(dir: &Path, parent: &Path, name: String) -> Result<()> {
+    let aside = (0..)
+        .map(|k| parent.join(format!("{name}.stale-{}-{k}", std::process::id())))
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| parent.join(format!("{name}.stale")));
+    std::fs::rename(dir, &aside).map_err(|e| Error::io(dir, e))
+}
+
 /// Write the `DONE` marker atomically (temporary file, fsync, rename). Call it last.
 pub fn mark_finished(dir: &Path) -> Result<()> {
     write_atomic(&dir.join(DONE_FILE), b"done\n")
@@ -819,11 +929,12 @@ where
             // Another process finished this cell meanwhile; keep its result.
             return Ok(CellRun::Skipped);
         }
-        let aside = (0..)
-            .map(|k| parent.join(format!("{name}.stale-{}-{k}", std::process::id())))
-            .find(|p| !p.exists())
-            .unwrap_or_else(|| parent.join(format!("{name}.stale")));
-        std::fs::rename(&dir, &aside).map_err(|e| Error::io(&dir, e))?;
+        if is_failure_record(&dir) {
+            // An earlier failure of this cell, now retried successfully.
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        } else {
+            move_aside(&dir, parent, name)?;
+        }
     }
     std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
     sync_dir(parent);
@@ -865,6 +976,15 @@ pub struct FinishedCell {
 /// `DONE` and a `cell.toml` whose id equals its path under `cells/`, so temporary and stale
 /// folders never count.
 pub fn finished_cells(out: &Path) -> Result<Vec<FinishedCell>> {
+    recorded_cells(out, is_finished)
+}
+
+/// Every failed cell under `out/cells` (a failure record, see [`record_failure`]), sorted by id.
+pub fn failed_cells(out: &Path) -> Result<Vec<FinishedCell>> {
+    recorded_cells(out, is_failure_record)
+}
+
+fn recorded_cells(out: &Path, select: fn(&Path) -> bool) -> Result<Vec<FinishedCell>> {
     let root = out.join(CELLS_DIR);
     let mut found = Vec::new();
     if !root.is_dir() {
@@ -872,7 +992,7 @@ pub fn finished_cells(out: &Path) -> Result<Vec<FinishedCell>> {
     }
     for point in sorted_subdirs(&root)? {
         for dir in sorted_subdirs(&point)? {
-            if !is_finished(&dir) {
+            if !select(&dir) {
                 continue;
             }
             let path = dir.join(CELL_FILE);
@@ -939,14 +1059,18 @@ pub struct MergedRow {
 }
 
 /// Read every finished cell's `metrics.csv` (a header and string fields; columns unknown in
-/// advance) into one table with the cell id and its overrides as leading columns. Rows are
+/// advance) into one table with the cell id and its overrides as leading columns. Every failed
+/// cell ([`record_failure`]) adds one row with `status = failed` and its message in an `error`
+/// column (added only when a cell failed), blank elsewhere. Rows are
 /// sorted by the override values (numbers numerically, before text), then method label, then
 /// cell id, then their order in the cell's file; so the result depends only on the set of
 /// finished cells, and merging twice gives the same table.
 pub fn merge(out: &Path) -> Result<MergedTable> {
     let cells = finished_cells(out)?;
+    let failed = failed_cells(out)?;
     let override_columns: Vec<String> = cells
         .iter()
+        .chain(&failed)
         .flat_map(|c| c.record.overrides.keys().cloned())
         .collect::<BTreeSet<_>>()
         .into_iter()
@@ -1006,6 +1130,47 @@ pub fn merge(out: &Path) -> Result<MergedTable> {
                 overrides: overrides.clone(),
                 metrics,
             });
+        }
+    }
+    // Failed cells: one row each, `status = failed` and the error message.
+    if !failed.is_empty() {
+        for col in ["method", "status", ERROR_COLUMN] {
+            if !metric_columns.iter().any(|c| c == col) {
+                metric_columns.push(col.to_string());
+            }
+        }
+        for c in &failed {
+            let path = c.dir.join(FAILED_FILE);
+            let message = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+            let message = message.trim().replace(['\n', '\r'], " ");
+            let metrics = metric_columns
+                .iter()
+                .map(|col| match col.as_str() {
+                    "method" => c.record.method.clone(),
+                    "status" => FAILED_STATUS.to_string(),
+                    ERROR_COLUMN => message.clone(),
+                    _ => String::new(),
+                })
+                .collect();
+            rows.push(MergedRow {
+                cell: c.record.id.clone(),
+                method: c.record.method.clone(),
+                overrides: override_columns
+                    .iter()
+                    .map(|k| {
+                        c.record
+                            .overrides
+                            .get(k)
+                            .map(value_text)
+                            .unwrap_or_default()
+                    })
+                    .collect(),
+                metrics,
+            });
+        }
+        // Rows merged before the error column existed get a blank there.
+        for r in &mut rows {
+            r.metrics.resize(metric_columns.len(), String::new());
         }
     }
     // Stable sort: rows of one cell keep their file order.
@@ -1350,7 +1515,9 @@ pub fn relative_cost(s: &Scenario) -> f64 {
     let method = s.methods.first();
     let steps = match (method.and_then(|m| m.steps), s.train.epochs) {
         (Some(steps), _) => steps,
-        (None, Some(epochs)) => (epochs * s.data.train_pairs).div_ceil(s.train.batch_size),
+        (None, Some(epochs)) => epochs
+            .saturating_mul(s.data.train_pairs)
+            .div_ceil(s.train.batch_size.max(1)),
         (None, None) => s.train.steps,
     };
     let simpo = method

@@ -2,6 +2,8 @@
 
 #[path = "cli/generate.rs"]
 mod generate;
+#[path = "cli/limits.rs"]
+mod limits;
 #[path = "cli/report.rs"]
 mod report;
 #[path = "cli/sweep.rs"]

@@ -120,3 +120,17 @@ fn unreadable_or_empty_file_is_an_error() {
         "{err}"
     );
 }
+
+#[test]
+fn empty_file_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.csv");
+    std::fs::write(&path, "").unwrap();
+    let out = score(&path, "pred", "truth");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("empty.csv") && err.contains("empty file"),
+        "{err}"
+    );
+}

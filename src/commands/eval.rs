@@ -5,6 +5,7 @@
 //! method's selected model. Scores go to `DIR/rescored/metrics.csv` and `summary.md`; they equal
 //! the run's own scores for the same build on the same backend.
 
+use crate::Result;
 use crate::cli::EvalArgs;
 use crate::commands::run::{RunOptions, load_data, score_model, world_scores};
 use crate::model::CpuBackend;
@@ -12,17 +13,28 @@ use crate::model::backbone::{Policy, PolicyConfig};
 use crate::results::{self, Table};
 use crate::scenario::Scenario;
 use crate::train::{MethodModel, ReferenceCache};
-use crate::{Error, Result};
 use burn::module::Module;
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use std::path::Path;
+
+/// Sub-folder of a run folder that `eval` writes.
+pub const RESCORED_DIR: &str = "rescored";
+/// The files `eval` writes into it.
+pub const RESCORED_FILES: [&str; 2] = ["metrics.csv", "summary.md"];
 
 /// Rescore every method checkpoint in `args.dir`.
 pub fn run(args: &EvalArgs) -> Result<()> {
     let dir = &args.dir;
     let scenario = Scenario::load(&dir.join("scenario.resolved.toml"))?;
-    let out = dir.join("rescored");
-    results::prepare_out_dir(&out, args.force, &["metrics.csv", "summary.md"])?;
+    // Rescoring holds what a run holds (on the CPU): refuse it before any work if too large.
+    let mut on_cpu = scenario.clone();
+    on_cpu.train.device = "cpu".into();
+    crate::plan::check_fits(
+        &scenario.name,
+        &crate::plan::estimate(&on_cpu),
+        &crate::plan::memory_budget()?,
+    )?;
+    let out = dir.join(RESCORED_DIR);
+    results::prepare_out_dir(&out, args.force, &RESCORED_FILES)?;
     let device = Default::default();
     let opts = RunOptions {
         quiet: args.quiet,
@@ -91,16 +103,5 @@ fn load<M: Module<CpuBackend>>(
     path: &Path,
     device: &burn::tensor::Device<CpuBackend>,
 ) -> Result<M> {
-    skeleton
-        .load_file(
-            path.to_path_buf(),
-            &NamedMpkFileRecorder::<FullPrecisionSettings>::new(),
-            device,
-        )
-        .map_err(|e| {
-            Error::msg(format!(
-                "{}: cannot load checkpoint: {e}",
-                path.with_extension("mpk").display()
-            ))
-        })
+    crate::checkpoint::load(skeleton, path, device)
 }

@@ -89,6 +89,9 @@ pub fn write_dataset(scenario: &Scenario, out: &Path, force: bool) -> Result<Wor
             scenario.name
         )));
     }
+    // The pairs are streamed to disk; only the world's tables are held in memory.
+    let estimate = crate::plan::estimate(scenario).only(&["world"]);
+    crate::plan::check_fits(&scenario.name, &estimate, &crate::plan::memory_budget()?)?;
     let paths: Vec<PathBuf> = OUTPUTS.iter().map(|f| out.join(f)).collect();
     crate::results::prepare_out_dir(out, force, &OUTPUTS)?;
 

@@ -22,7 +22,6 @@ use crate::train::{
 };
 use crate::{Error, Result};
 use burn::module::{AutodiffModule, Module};
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use std::path::{Path, PathBuf};
@@ -46,6 +45,30 @@ pub const RUN_FILES: [&str; 8] = [
     "timing.csv",
 ];
 
+/// Columns of `codes.csv` (written with this header even when no method has codes).
+pub const CODES_COLUMNS: [&str; 10] = [
+    "method",
+    "pair",
+    "type",
+    "source",
+    "annotator",
+    "prior_code",
+    "posterior_code",
+    "kl",
+    "prior_probs",
+    "posterior_probs",
+];
+
+/// Columns of `steering.csv` (written with this header even when no method steers).
+pub const STEERING_COLUMNS: [&str; 6] = [
+    "method",
+    "code",
+    "type",
+    "mean_reward",
+    "matched",
+    "steered_acc_noiseless",
+];
+
 /// Options of a run beyond the scenario.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -66,9 +89,21 @@ pub struct RunOutcome {
     pub out_dir: PathBuf,
 }
 
-/// `lpc-bench run`: load the scenario, apply command-line overrides, run it.
+/// `lpc-bench run`: load the scenario, apply command-line overrides, run it (or, with
+/// `--dry-run`, print its plan and resource estimate and stop).
 pub fn run(args: &crate::cli::RunArgs) -> Result<()> {
     let mut scenario = Scenario::load(&args.scenario)?;
+    if scenario.sweep.is_some() {
+        // Validate the grid first, so a bad [sweep] table is reported as such.
+        let cells = crate::sweep::load(&args.scenario)?;
+        let path = args.scenario.display();
+        return Err(Error::msg(format!(
+            "{path}: this file is a sweep (its [sweep] grid has {} cells); `run` trains one \
+             scenario. Run the grid with `lpc-bench sweep {path} --out DIR` (add --dry-run to list \
+             the cells), or remove the [sweep] table",
+            cells.len()
+        )));
+    }
     if let Some(d) = &args.device {
         scenario.train.device = d.clone();
     }
@@ -78,21 +113,123 @@ pub fn run(args: &crate::cli::RunArgs) -> Result<()> {
     if let Some(s) = args.seed {
         scenario.data.seed = s;
     }
+    if args.dry_run {
+        return dry_run(&scenario, args.out.as_deref());
+    }
+    let out = args
+        .out
+        .as_deref()
+        .ok_or_else(|| Error::msg("--out is required unless --dry-run"))?;
     crate::device::set_cpu_threads(scenario.train.threads);
     let opts = RunOptions {
         force: args.force,
         quiet: args.quiet,
         skip_invalid: args.skip_invalid,
     };
-    let outcome = run_scenario(&scenario, &args.out, &opts)?;
+    let outcome = run_scenario(&scenario, out, &opts)?;
     if !args.quiet {
-        let summary = std::fs::read_to_string(args.out.join("summary.md")).unwrap_or_default();
+        let summary = std::fs::read_to_string(out.join("summary.md")).unwrap_or_default();
         println!("{summary}");
     }
     if !outcome.diverged.is_empty() {
         eprintln!("diverged: {}", outcome.diverged.join(", "));
     }
     Ok(())
+}
+
+/// The plan of a run as text: what it would train, the resource estimate, and whether it fits
+/// this machine's budget (`Err` with the refusal when it does not). Reads nothing but the
+/// budget; allocates nothing proportional to the scenario's sizes.
+pub fn plan_text(scenario: &Scenario, budget: &crate::plan::Budget) -> Result<String> {
+    scenario
+        .validate()
+        .map_err(|r| Error::msg(format!("scenario '{}': {r}", scenario.name)))?;
+    crate::device::DeviceChoice::parse(&scenario.train.device)?;
+    let est = crate::plan::estimate(scenario);
+    let mut lines = vec![format!("plan of scenario '{}':", scenario.name)];
+    let data = if scenario.is_real_data() {
+        format!(
+            "  data        real: {} file(s), at most {} train / {} eval pairs",
+            scenario.data.files.len(),
+            scenario.data.train_pairs,
+            scenario.data.eval_pairs
+        )
+    } else {
+        let w = scenario.world();
+        format!(
+            "  data        synthetic world: {} types, {} sources, vocab {}, {} train / {} eval pairs",
+            w.types, w.sources, w.vocab, scenario.data.train_pairs, scenario.data.eval_pairs
+        )
+    };
+    lines.push(data);
+    lines.push(format!("  device      {}", scenario.train.device));
+    lines.extend(est.lines("", budget));
+    crate::plan::check_fits(&scenario.name, &est, budget)?;
+    lines.push("  fits        yes".to_string());
+    Ok(lines.join("\n"))
+}
+
+/// `run --dry-run`: print the plan and, with `--out`, what the run would do there; train and
+/// write nothing.
+fn dry_run(scenario: &Scenario, out: Option<&Path>) -> Result<()> {
+    let budget = crate::plan::memory_budget()?;
+    let text = plan_text(scenario, &budget)?;
+    println!("{text}");
+    if let Some(out) = out {
+        let mut owned: Vec<String> = RUN_FILES
+            .iter()
+            .filter(|f| out.join(f).exists())
+            .map(|f| f.to_string())
+            .collect();
+        owned.extend(crate::checkpoint::existing(out));
+        let stale = crate::checkpoint::stale(out, &checkpoint_stems(scenario));
+        if owned.is_empty() {
+            println!("  out         {}: no results there yet", out.display());
+        } else {
+            println!(
+                "  out         {}: holds {} (a run needs --force to replace them{})",
+                out.display(),
+                owned.join(", "),
+                if stale.is_empty() {
+                    String::new()
+                } else {
+                    format!("; --force removes the stale {}", stale.join(", "))
+                }
+            );
+        }
+    }
+    println!("dry run: nothing trained, nothing written");
+    Ok(())
+}
+
+/// Checkpoint stems a run of `scenario` owns: `reference` and every method label.
+pub fn checkpoint_stems(scenario: &Scenario) -> Vec<String> {
+    std::iter::once(crate::checkpoint::REFERENCE.to_string())
+        .chain(scenario.methods.iter().map(|m| m.label()))
+        .collect()
+}
+
+/// Make `out_dir` ready for a run: the overwrite guard covers every file a run writes, its
+/// checkpoints included (`checkpoints/*.mpk`); with `force`, checkpoints of methods the scenario
+/// no longer lists are removed (they would otherwise sit beside the new results). Returns the
+/// removed files, relative to `out_dir`.
+pub fn prepare_run_dir(scenario: &Scenario, out_dir: &Path, force: bool) -> Result<Vec<String>> {
+    let mut owned: Vec<String> = RUN_FILES.iter().map(|f| f.to_string()).collect();
+    owned.extend(crate::checkpoint::existing(out_dir));
+    let owned: Vec<&str> = owned.iter().map(String::as_str).collect();
+    results::prepare_out_dir(out_dir, force, &owned)?;
+    if !force {
+        return Ok(Vec::new());
+    }
+    let mut stale = crate::checkpoint::stale(out_dir, &checkpoint_stems(scenario));
+    // `eval`'s rescoring of the checkpoints this run replaces.
+    stale.extend(
+        crate::commands::eval::RESCORED_FILES
+            .iter()
+            .map(|f| format!("{}/{f}", crate::commands::eval::RESCORED_DIR))
+            .filter(|rel| out_dir.join(rel).exists()),
+    );
+    crate::checkpoint::remove(out_dir, &stale)
 }
 
 /// Run `scenario` into `out_dir` on the device the scenario names.
@@ -103,8 +240,19 @@ pub fn run_scenario(scenario: &Scenario, out_dir: &Path, opts: &RunOptions) -> R
         .validate()
         .map_err(|r| Error::msg(format!("scenario '{}': {r}", scenario.name)))?;
     let device = crate::device::DeviceChoice::parse(&scenario.train.device)?;
+    // Resource limits before any work: nothing is written or allocated for a refused run.
+    let estimate = crate::plan::estimate(scenario);
+    crate::plan::check_fits(&scenario.name, &estimate, &crate::plan::memory_budget()?)?;
     device.check_available()?;
-    results::prepare_out_dir(out_dir, opts.force, &RUN_FILES)?;
+    let removed = prepare_run_dir(scenario, out_dir, opts.force)?;
+    if !removed.is_empty() {
+        eprintln!(
+            "{}: --force removed stale files (checkpoints of methods no longer listed, earlier \
+             rescoring): {}",
+            scenario.name,
+            removed.join(", ")
+        );
+    }
     match device {
         crate::device::DeviceChoice::Cpu => RunOn::<crate::model::CpuAutodiff> {
             device: Default::default(),
@@ -374,8 +522,8 @@ impl<B: AutodiffBackend> RunOn<B> {
 
         let mut metrics = Table::default();
         let mut curves = Table::default();
-        let mut codes = Table::default();
-        let mut steering = Table::default();
+        let mut codes = Table::with_columns(&CODES_COLUMNS);
+        let mut steering = Table::with_columns(&STEERING_COLUMNS);
         let mut timing = Table::default();
         let mut diverged = Vec::new();
         let methods = scenario.resolved_methods();
@@ -457,6 +605,21 @@ impl<B: AutodiffBackend> RunOn<B> {
         )?;
         // Wall-clock times are the one non-reproducible output, so they live in their own file.
         timing.write(&out_dir.join("timing.csv"))?;
+        // A method that diverged saved no checkpoint: one left by an earlier (--force) run of
+        // the same label would sit beside results it did not produce.
+        let old: Vec<String> = diverged
+            .iter()
+            .map(|l| format!("{}/{l}.{}", crate::checkpoint::DIR, crate::checkpoint::EXT))
+            .filter(|rel| out_dir.join(rel).exists())
+            .collect();
+        if !old.is_empty() {
+            crate::checkpoint::remove(out_dir, &old)?;
+            eprintln!(
+                "{}: removed checkpoints of an earlier run of the diverged method(s): {}",
+                scenario.name,
+                old.join(", ")
+            );
+        }
         let outcome = RunOutcome {
             methods: methods.len(),
             diverged,
@@ -495,14 +658,10 @@ fn curve_row(label: &str, p: &CurvePoint) -> Vec<(String, String)> {
     ]
 }
 
-/// Save a module with burn's compact recorder (`<path>.mpk`).
+/// Save a module with burn's compact recorder to `<path>.mpk`, atomically (see
+/// [`crate::checkpoint`]).
 pub fn save_module<B: Backend, M: Module<B>>(module: M, path: &Path) -> Result<()> {
-    module
-        .save_file(
-            path.to_path_buf(),
-            &NamedMpkFileRecorder::<FullPrecisionSettings>::new(),
-        )
-        .map_err(|e| Error::msg(format!("{}: cannot save checkpoint: {e}", path.display())))
+    crate::checkpoint::save(module, path)
 }
 
 /// Scores and per-pair rows of one trained model.

@@ -47,6 +47,12 @@ pub fn read_label_columns(
         .trim(csv::Trim::All)
         .from_reader(std::io::BufReader::new(file));
     let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
+    if headers.iter().all(str::is_empty) {
+        return Err(Error::msg(format!(
+            "{}: empty file (expected a header row naming the columns, then one row per item)",
+            path.display()
+        )));
+    }
     let column = |name: &str| -> Result<usize> {
         headers.iter().position(|h| h == name).ok_or_else(|| {
             let known: Vec<&str> = headers.iter().collect();

@@ -22,11 +22,19 @@
 //! stops the whole process group); its temporary folder is never committed.
 //!
 //! # Failures
-//! A cell whose run fails (an error or a panic) is reported with its error and the sweep goes
-//! on; its temporary folder stays for inspection and the cell runs again on the next
-//! invocation. The command exits non-zero after merging, naming every failed cell. A cell whose
-//! training diverged is a result, not a failure: it is committed with `status = diverged` in
-//! its `metrics.csv` and listed at the end.
+//! No cell can take the sweep down: every cell's scenario is checked against the resource
+//! estimate (`plan`) before it starts (a cell too large for the machine fails at once, before
+//! any allocation); an error or a panic in this process is caught; with `--jobs N > 1` a cell
+//! that aborts (or is killed, e.g. for memory) takes only its child process with it. A failed
+//! cell is reported with its error and the sweep goes on; it is recorded as failed
+//! (`sweep::record_failure`: `cells/<point>/<method>/` holding `cell.toml` and `FAILED` with the
+//! message), and the merged table has a row for it with `status = failed` and the message in an
+//! `error` column. Its temporary folder stays for inspection. **Resume retries failed cells**:
+//! the next invocation runs them again (a cell refused by the estimate fails again at once,
+//! costing nothing), replacing the failure record by the result when it succeeds. The command
+//! exits non-zero after merging, naming every failed cell. A cell whose training diverged is a
+//! result, not a failure: it is committed with `status = diverged` in its `metrics.csv` and
+//! listed at the end.
 
 use crate::cli::SweepArgs;
 use crate::commands::run::{RunOptions, run_scenario};
@@ -171,8 +179,8 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         .map(|(id, e)| format!("  {id}: {e}"))
         .collect();
     Err(Error::msg(format!(
-        "{} of {} cells failed (rerun the same command to retry them; their temporary folders \
-         are kept for inspection):\n{}",
+        "{} of {} cells failed (marked `failed` in the merged table; rerun the same command to \
+         retry them; their temporary folders are kept for inspection):\n{}",
         outcome.failed.len(),
         todo.len(),
         list.join("\n")
@@ -239,6 +247,9 @@ fn run_cells(out: &Path, todo: &[&Cell], jobs: usize, threads: usize, quiet: boo
                         }
                         Err(e) => {
                             eprintln!("[{k}/{total}] {} FAILED after {seconds}: {e}", cell.id);
+                            if let Err(r) = sweep::record_failure(out, cell, &e.to_string()) {
+                                eprintln!("cannot record the failure of {}: {r}", cell.id);
+                            }
                             o.failed.push((cell.id.clone(), e.to_string()));
                         }
                     }
@@ -329,11 +340,19 @@ fn dry_run(name: &str, grid: usize, shard: Shard, mine: &[&Cell], args: &SweepAr
         "#", "cell", "cost", "est."
     );
     let (mut cost_left, mut seconds_left, mut n_left) = (0.0, 0.0, 0usize);
+    let budget = crate::plan::memory_budget().ok();
+    let mut too_big = Vec::new();
     for (i, c) in mine.iter().enumerate() {
         let cost = sweep::relative_cost(&c.scenario);
         let seconds = estimated_seconds(cost);
+        let refused = budget.as_ref().and_then(|b| {
+            crate::plan::check_fits(&c.scenario.name, &crate::plan::estimate(&c.scenario), b).err()
+        });
         let est = if finished(c) {
             "done".to_string()
+        } else if let Some(e) = refused {
+            too_big.push(format!("  {}: {e}", c.id));
+            "too big".to_string()
         } else {
             cost_left += cost;
             seconds_left += seconds;
@@ -341,6 +360,14 @@ fn dry_run(name: &str, grid: usize, shard: Shard, mine: &[&Cell], args: &SweepAr
             format_duration(seconds)
         };
         println!("{:>5}  {:<width$}  {:>9.3e}  {:>8}", i + 1, c.id, cost, est);
+    }
+    if !too_big.is_empty() {
+        println!(
+            "{} cell(s) exceed this machine's memory budget and would fail at once (recorded as \
+             failed; the other cells run):\n{}",
+            too_big.len(),
+            too_big.join("\n")
+        );
     }
     let jobs = args.jobs.get();
     println!(

@@ -1,31 +1,28 @@
 //! `lpc-bench validate`: load each scenario, print it resolved or the error; for a scenario with
 //! a `[sweep]` table, also expand the grid (every cell is validated) and print its cell count.
+//! Each report ends with the resource estimate (`plan`) as TOML comments, so the output stays a
+//! loadable scenario; a scenario too large for this machine gets a warning line, not an error
+//! (it may be meant for a larger one; `run` refuses it here).
 
 use crate::cli::ValidateArgs;
+use crate::plan::{self, Budget};
 use crate::scenario::Scenario;
 use crate::{Error, Result};
+use std::path::Path;
 
 /// Validate every file; all are checked, and the command fails if any is invalid.
 pub fn run(args: &ValidateArgs) -> Result<()> {
+    let budget = plan::memory_budget()?;
     let mut bad = 0usize;
     for path in &args.files {
-        let checked = Scenario::load(path).map_err(Error::from).and_then(|s| {
-            let cells = match s.sweep {
-                Some(_) => Some(crate::sweep::load(path)?.len()),
-                None => None,
-            };
-            Ok((s, cells))
-        });
+        let checked = crate::scenario::read_text(path)
+            .map_err(Error::from)
+            .and_then(|text| check_text(&text, &crate::scenario::file_stem(path), path, &budget));
         match checked {
-            Ok((s, cells)) => {
-                if args.quiet {
-                    continue;
+            Ok(report) => {
+                if !args.quiet {
+                    println!("{report}");
                 }
-                match cells {
-                    Some(n) => println!("# {} — ok, sweep grid of {n} cells", path.display()),
-                    None => println!("# {} — ok", path.display()),
-                }
-                println!("{}", s.to_toml());
             }
             Err(e) => {
                 eprintln!("error: {e}");
@@ -40,4 +37,45 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// What `validate` prints for one file's text, or its error: the resolved scenario and the
+/// resource estimate (of the largest cell, for a sweep). `path` names the file in the output and
+/// errors only; nothing is read or written. Allocates nothing proportional to the scenario's
+/// size fields (the `scenario_fuzz` test calls this on mutated files).
+pub fn check_text(text: &str, stem: &str, path: &Path, budget: &Budget) -> Result<String> {
+    let s = Scenario::from_file_text(text, stem).map_err(|e| e.with_path(path))?;
+    let mut out = Vec::new();
+    let (estimate, which) = match s.sweep {
+        Some(_) => {
+            let cells = crate::sweep::load_text(text, stem, path)?;
+            out.push(format!(
+                "# {} — ok, sweep grid of {} cells",
+                path.display(),
+                cells.len()
+            ));
+            let largest = cells
+                .iter()
+                .map(|c| (plan::estimate(&c.scenario), c.id.clone()))
+                .max_by(|a, b| a.0.host_bytes().total_cmp(&b.0.host_bytes()));
+            match largest {
+                Some((e, id)) => (e, format!("largest cell {id}: ")),
+                None => (plan::estimate(&s), String::new()),
+            }
+        }
+        None => {
+            out.push(format!("# {} — ok", path.display()));
+            (plan::estimate(&s), String::new())
+        }
+    };
+    out.push(s.to_toml());
+    let mut lines = estimate.lines("# ", budget);
+    if !which.is_empty() {
+        lines[0] = format!("# {which}{}", lines[0].trim_start_matches("# "));
+    }
+    out.extend(lines);
+    if let Err(e) = plan::check_fits(&s.name, &estimate, budget) {
+        out.push(format!("# warning: `run` would refuse this here: {e}"));
+    }
+    Ok(out.join("\n"))
 }

@@ -318,8 +318,16 @@ fn a_failing_cell_is_reported_and_the_others_finish() {
     assert!(stderr.contains("1 of 2 cells failed"), "{stderr}");
     assert!(stderr.contains("device=cuda/dpo"), "{stderr}");
     assert_eq!(done_cells(&out_dir), ["device=cpu/dpo"]);
+    // The merged table lists the failed cell too, marked (issue 12).
     let merged = std::fs::read(out_dir.join("all-metrics.csv")).unwrap();
-    assert_eq!(merged_cells(&merged), ["device=cpu/dpo"]);
+    assert_eq!(merged_cells(&merged), ["device=cpu/dpo", "device=cuda/dpo"]);
+    let mut r = csv::Reader::from_reader(&merged[..]);
+    let h = r.headers().unwrap().clone();
+    let col = |n: &str| h.iter().position(|c| c == n).unwrap();
+    let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
+    assert_eq!(&rows[0][col("status")], "ok");
+    assert_eq!(&rows[1][col("status")], "failed");
+    assert!(rows[1][col("error")].contains("cuda"), "{:?}", rows[1]);
 }
 
 #[test]

@@ -34,7 +34,7 @@ pub const STEERING_PROMPTS: usize = 200;
 pub const MATCH_PAIRS: usize = 4000;
 
 /// The files a run writes into its output folder.
-pub const RUN_FILES: [&str; 8] = [
+pub const RUN_FILES: [&str; 10] = [
     "scenario.resolved.toml",
     "world.json",
     "metrics.csv",
@@ -43,6 +43,8 @@ pub const RUN_FILES: [&str; 8] = [
     "steering.csv",
     "summary.md",
     "timing.csv",
+    "load.md",
+    "baselines.csv",
 ];
 
 /// Options of a run beyond the scenario.
@@ -125,6 +127,8 @@ pub fn run_scenario(scenario: &Scenario, out_dir: &Path, opts: &RunOptions) -> R
 pub struct RunData {
     pub world: Option<World>,
     pub data: PreferenceData,
+    /// Real data: what the loader read, kept, dropped and warned about.
+    pub load: Option<crate::data::real::LoadReport>,
 }
 
 /// Build the run's data from the scenario.
@@ -134,13 +138,22 @@ pub fn load_data(scenario: &Scenario, opts: &RunOptions) -> Result<RunData> {
             crate::data::real::load_real_data(scenario, Path::new("."), opts.skip_invalid)?;
         if !opts.quiet {
             eprintln!("{report}");
+        } else {
+            for w in &report.warnings {
+                eprintln!("warning: {w}");
+            }
         }
-        Ok(RunData { world: None, data })
+        Ok(RunData {
+            world: None,
+            data,
+            load: Some(report),
+        })
     } else {
         let (world, data) = synth::synthetic_data(scenario);
         Ok(RunData {
             world: Some(world),
             data,
+            load: None,
         })
     }
 }
@@ -408,6 +421,9 @@ impl<B: AutodiffBackend> RunOn<B> {
                 steering.push(r);
             }
             let _ = mi;
+        }
+        if run.load.is_some() {
+            crate::baselines::add_nmi_nulls(&mut metrics, &codes, seed);
         }
         write_outputs(
             scenario, &run, out_dir, &metrics, &curves, &codes, &steering,
@@ -830,7 +846,15 @@ fn write_outputs(
     curves.write(&out_dir.join("curves.csv"))?;
     codes.write(&out_dir.join("codes.csv"))?;
     steering.write(&out_dir.join("steering.csv"))?;
-    let summary = crate::report::run_summary(scenario, metrics);
+    let reference = run
+        .load
+        .as_ref()
+        .map(|load| crate::baselines::RealReference::new(&run.data, load));
+    if let (Some(load), Some(r)) = (&run.load, &reference) {
+        results::write_atomic(&out_dir.join("load.md"), load.to_markdown().as_bytes())?;
+        r.baselines_table().write(&out_dir.join("baselines.csv"))?;
+    }
+    let summary = crate::report::run_summary_with(scenario, metrics, reference.as_ref());
     results::write_atomic(&out_dir.join("summary.md"), summary.as_bytes())?;
     Ok(())
 }

@@ -12,6 +12,7 @@ pub mod batch;
 
 use serde::{Deserialize, Serialize};
 
+pub mod pairwise;
 pub mod real;
 pub mod tokenize;
 

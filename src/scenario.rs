@@ -297,8 +297,8 @@ pub const BYTE_TOKENIZER: &str = "byte";
 ///
 /// Paths: an absolute path is used as is; a relative one is resolved against the directory the
 /// run starts in (the project root), so the shipped scenarios name the data beside the project as
-/// `../shared/data/...`. Files are JSON Lines, gzip-compressed or plain (told apart by the gzip
-/// magic bytes).
+/// `../shared/data/...`. Files are JSON Lines or one JSON array, gzip-compressed or plain (both
+/// told by content). Every key is documented with worked examples in `docs/DATA.md`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataFile {
@@ -306,26 +306,27 @@ pub struct DataFile {
     pub path: PathBuf,
     /// Record layout. Required.
     pub format: DataFormat,
-    /// Fixed group label for every pair of this file (`hh-rlhf`, `jsonl`). Exactly one of
-    /// `group` and `group_field` is required for those formats.
+    /// Fixed group label for every pair of this file (`hh-rlhf`, `jsonl`, `pairwise`). Exactly
+    /// one of `group` and `group_field` is required for those formats (none with `pairwise`
+    /// votes and `annotator_as = "group"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    /// Name of a record field holding the group label (`hh-rlhf`, `jsonl`).
+    /// Name of a record field holding the group label (`hh-rlhf`, `jsonl`, `pairwise`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_field: Option<String>,
     /// Read only the first `limit` valid records. Default: all. Must be >= 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
-    /// `jsonl` only: the prompt field. Default `prompt`. The field may be absent from a record
+    /// `jsonl` and `pairwise`: the prompt field. Default `prompt`. The field may be absent from a record
     /// whose chosen and rejected are message lists (the prompt is then the turns before the last
     /// assistant turn).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_field: Option<String>,
-    /// `jsonl` only: the chosen field (a string, or a `[{role, content}]` message list ending in
+    /// `jsonl` and `pairwise` (without a label or votes): the chosen field (a string, or a `[{role, content}]` message list ending in
     /// an assistant turn). Default `chosen`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chosen_field: Option<String>,
-    /// `jsonl` only: the rejected field, like `chosen_field`. Default `rejected`.
+    /// `jsonl` and `pairwise` (without a label or votes): the rejected field, like `chosen_field`. Default `rejected`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected_field: Option<String>,
     /// `ultrafeedback` and `pku-saferlhf` only: which preferences to build pairs from; each is a

@@ -34,7 +34,7 @@ pub const STEERING_PROMPTS: usize = 200;
 pub const MATCH_PAIRS: usize = 4000;
 
 /// The files a run writes into its output folder.
-pub const RUN_FILES: [&str; 10] = [
+pub const RUN_FILES: [&str; 8] = [
     "scenario.resolved.toml",
     "world.json",
     "metrics.csv",
@@ -43,9 +43,10 @@ pub const RUN_FILES: [&str; 10] = [
     "steering.csv",
     "summary.md",
     "timing.csv",
-    "load.md",
-    "baselines.csv",
 ];
+
+/// The files a real-data run writes besides [`RUN_FILES`]: the load table and the baselines.
+pub const REAL_DATA_RUN_FILES: [&str; 2] = ["load.md", "baselines.csv"];
 
 /// Options of a run beyond the scenario.
 #[derive(Debug, Clone, Default)]
@@ -105,7 +106,11 @@ pub fn run_scenario(scenario: &Scenario, out_dir: &Path, opts: &RunOptions) -> R
         .map_err(|r| Error::msg(format!("scenario '{}': {r}", scenario.name)))?;
     let device = crate::device::DeviceChoice::parse(&scenario.train.device)?;
     device.check_available()?;
-    results::prepare_out_dir(out_dir, opts.force, &RUN_FILES)?;
+    let mut expected = RUN_FILES.to_vec();
+    if scenario.is_real_data() {
+        expected.extend(REAL_DATA_RUN_FILES);
+    }
+    results::prepare_out_dir(out_dir, opts.force, &expected)?;
     match device {
         crate::device::DeviceChoice::Cpu => RunOn::<crate::model::CpuAutodiff> {
             device: Default::default(),

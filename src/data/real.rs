@@ -1,5 +1,6 @@
-//! Real preference data: JSON Lines files in the HH-RLHF, generic, UltraFeedback and PKU-SafeRLHF
-//! layouts, read line by line into [`PreferenceData`].
+//! Real preference data: JSON Lines or JSON array files in the HH-RLHF, generic, general pairwise,
+//! UltraFeedback and PKU-SafeRLHF layouts, read record by record into [`PreferenceData`]. Every
+//! format, key and default is documented with worked examples in `docs/DATA.md`.
 //!
 //! This module owns opening a file (gzip or plain, told apart by the gzip magic bytes), turning
 //! each record into text pairs with a group label (one parser per layout), the seeded hash split
@@ -13,7 +14,9 @@
 //! name the data beside the project as `../shared/data/...`, which holds for a fresh clone with
 //! `shared/` beside it as well as for the project's own checkout.
 //!
-//! # Layouts (one JSON object per line; blank lines are ignored)
+//! # Layouts (one JSON object per record)
+//! A file whose first character (after a byte-order mark and white space) is `[` is one JSON
+//! array of records; anything else is JSON Lines, one record per line (blank lines ignored).
 //! - `hh-rlhf`: `{"chosen": transcript, "rejected": transcript}`. The prompt is the shared prefix
 //!   through the last `"\n\nAssistant:"` lying wholly inside the common prefix of both
 //!   transcripts; the responses are what follows it, less one leading space
@@ -23,11 +26,15 @@
 //!   lowest-rated completion, ties skipped ([`ultrafeedback_record`]).
 //! - `pku-saferlhf`: `prompt`, `response_0/1`, `better_response_id`, `safer_response_id`; a
 //!   `helpful` and a `safe` pair per record ([`pku_saferlhf_record`]).
+//! - `pairwise`: responses by field or list index; the winner by chosen/rejected fields, a mapped
+//!   label or per-annotator votes; ties dropped and counted
+//!   ([`crate::data::pairwise::pairwise_record`]).
 //!
 //! # Bad lines
 //! A line that is not valid UTF-8 or JSON, or lacks what its layout needs, is an
-//! [`Error::Data`] naming the file and the 1-based line; with `skip_invalid` it is skipped and
-//! counted instead. Read errors of the file itself (a corrupt gzip stream) are never skipped.
+//! [`Error::Data`] naming the file and the 1-based line (a JSON array element: the element);
+//! with `skip_invalid` it is skipped and counted by reason instead. Read errors of the file
+//! itself (a corrupt gzip stream, a JSON array that does not parse) are never skipped.
 //!
 //! # Split, truncation and dropped pairs
 //! - A pair is held out when the seeded hash of its prompt text falls below `data.eval_fraction`
@@ -38,6 +45,9 @@
 //! - A pair with an empty response, or whose two responses are identical after truncation, carries
 //!   no preference (and an empty response breaks length-normalised objectives): it is dropped and
 //!   counted.
+//! - A file that drops (skipped + empty + identical) more than `data.max_drop_fraction` of its
+//!   pairs makes the load fail with the load table ([`LoadReport::check_drops`]); truncating
+//!   more than [`TRUNCATION_WARN_FRACTION`] of a file's prompts or responses warns.
 //! - `data.train_pairs` / `data.eval_pairs` bound each side; a side with more pairs keeps the
 //!   pairs with the smallest seeded selection hash ([`selection_hash`]), a uniform subset that
 //!   keeps file order.

@@ -417,6 +417,24 @@ impl RealReference {
         }
     }
 
+    /// Whether some group with held-out pairs has fewer than `min_group_pairs` (then the
+    /// summary shows a "small groups pooled" column).
+    pub fn any_small(&self) -> bool {
+        self.eval_counts
+            .iter()
+            .any(|&n| n > 0 && n < self.min_group_pairs)
+    }
+
+    /// The trailing cells of a summary row: the worst group, and the small groups pooled when
+    /// there are any.
+    fn tail(&self, worst: Score, pooled: Score) -> String {
+        if self.any_small() {
+            format!(" {} | {} |", worst.show(), pooled.show())
+        } else {
+            format!(" {} |", worst.show())
+        }
+    }
+
     /// Whether group `g` has too few held-out pairs to be read alone.
     pub fn is_small(&self, g: usize) -> bool {
         self.eval_counts[g] < self.min_group_pairs
@@ -503,11 +521,18 @@ impl RealReference {
                 self.min_group_pairs
             ));
         }
-        s.push_str(
+        let pooled_header = if self.any_small() {
+            " small groups pooled |"
+        } else {
+            ""
+        };
+        s.push_str(&format!(
             "\n## Reference points (held-out pairs, accuracy vs observed labels)\n\n\
-             | baseline | acc obs | worst group | small groups pooled | learned on training pairs |\n\
-             |---|---|---|---|---|\n",
-        );
+             | baseline | acc obs | learned on training pairs | worst group (n ≥ {}) |{pooled_header}\n\
+             |---|---|---|---|{}\n",
+            self.min_group_pairs,
+            if self.any_small() { "---|" } else { "" }
+        ));
         for b in &self.baselines {
             let (worst, pooled) = if b.overall == Score::NotApplicable {
                 (Score::NotApplicable, Score::NotApplicable)
@@ -515,12 +540,11 @@ impl RealReference {
                 self.worst_and_pooled(&b.per_group.iter().map(|s| s.value()).collect::<Vec<_>>())
             };
             s.push_str(&format!(
-                "| {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} |{}\n",
                 b.name,
                 b.overall.show(),
-                worst.show(),
-                pooled.show(),
-                b.rule
+                b.rule,
+                self.tail(worst, pooled)
             ));
         }
         if !metrics.rows.is_empty() {
@@ -565,11 +589,16 @@ impl RealReference {
             let flag = if self.is_small(g) { " †" } else { "" };
             s.push_str(&format!(" {name}{flag} (n={}) |", self.eval_counts[g]));
         }
+        let extra = if self.any_small() {
+            " small groups pooled |"
+        } else {
+            ""
+        };
         s.push_str(&format!(
-            " worst group (n ≥ {}) | small groups pooled |\n|---|",
+            " worst group (n ≥ {}) |{extra}\n|---|",
             self.min_group_pairs
         ));
-        s.push_str(&"---|".repeat(self.group_names.len() + 2));
+        s.push_str(&"---|".repeat(self.group_names.len() + 1 + usize::from(self.any_small())));
         s.push('\n');
         let groups = self.group_names.len();
         for r in 0..metrics.rows.len() {
@@ -589,8 +618,15 @@ impl RealReference {
                 };
                 s.push_str(&format!(" {shown} |"));
             }
+            if status.starts_with("diverged") {
+                let cell = Score::NotApplicable;
+                s.push_str(&self.tail(cell, cell).replace("n/a", "diverged"));
+                s.push('\n');
+                continue;
+            }
             let (worst, pooled) = self.worst_and_pooled(&per);
-            s.push_str(&format!(" {} | {} |\n", worst.show(), pooled.show()));
+            s.push_str(&self.tail(worst, pooled));
+            s.push('\n');
         }
         for b in &self.baselines {
             s.push_str(&format!("| *{}* |", b.name));
@@ -602,7 +638,8 @@ impl RealReference {
             } else {
                 self.worst_and_pooled(&b.per_group.iter().map(|x| x.value()).collect::<Vec<_>>())
             };
-            s.push_str(&format!(" {} | {} |\n", worst.show(), pooled.show()));
+            s.push_str(&self.tail(worst, pooled));
+            s.push('\n');
         }
         s.push_str(
             "\n`n/a`: does not apply (no codes for a baseline method, no positions for the \
@@ -741,6 +778,60 @@ mod tests {
         let (worst, pooled) = r.worst_and_pooled(&[Some(0.6), Some(0.0), Some(1.0), None]);
         assert_eq!(worst, Score::Value(0.6));
         assert_eq!(pooled, Score::Value(0.7));
+    }
+
+    #[test]
+    fn summary_tells_no_pairs_from_does_not_apply_and_pools_only_when_needed() {
+        let names = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+        let train = [s(0, 9, 1, None), s(1, 1, 9, None)];
+        // Group a: 25 held-out pairs (longer wins each); b: 2 (shorter wins); c: none.
+        let mut eval = vec![s(0, 9, 1, None); 25];
+        eval.extend([s(1, 1, 9, None); 2]);
+        let r = RealReference {
+            group_names: names.clone(),
+            train_counts: vec![1, 1, 0],
+            eval_counts: vec![25, 2, 0],
+            baselines: accuracy_baselines(&train, &eval, &names),
+            min_group_pairs: 20,
+        };
+        let mut metrics = Table::default();
+        metrics.push(vec![
+            ("method".into(), "dpo".into()),
+            ("status".into(), "ok".into()),
+            ("acc_obs_a".into(), "0.6".into()),
+            ("acc_obs_b".into(), "0".into()),
+            ("acc_obs_c".into(), "".into()),
+        ]);
+        let md = r.summary_markdown(&metrics);
+        // dpo: a 0.6, b 0 (flagged, pooled alone), c has no pairs; the worst group is a alone.
+        assert!(
+            md.contains("| dpo | 0.600 | 0.000 | no pairs | 0.600 | 0.000 |"),
+            "{md}"
+        );
+        // Longer wins: a 1, b 0, c no pairs. The majority label does not apply anywhere.
+        assert!(
+            md.contains("| *longer wins* | 1.000 | 0.000 | no pairs | 1.000 | 0.000 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| *majority label* | n/a | n/a | n/a | n/a | n/a |"),
+            "{md}"
+        );
+        assert!(md.contains("| b † | 1 | 2 |"), "{md}");
+        // Without small groups (only a), there is no pooled column.
+        let big = RealReference {
+            group_names: vec!["a".into()],
+            train_counts: vec![1],
+            eval_counts: vec![25],
+            baselines: accuracy_baselines(&train[..1], &eval[..25], &names[..1]),
+            min_group_pairs: 20,
+        };
+        let md = big.summary_markdown(&Table::default());
+        assert!(!md.contains("pooled"), "{md}");
+        assert!(
+            md.contains("| chance | 0.500 | a coin flip | 0.500 |"),
+            "{md}"
+        );
     }
 
     #[test]

@@ -51,7 +51,11 @@ pub fn run_summary_with(
         s.push_str(&format!("{}\n\n", scenario.description.trim()));
     }
     if scenario.is_real_data() {
-        s.push_str("Data: real preference files (see `scenario.resolved.toml`); groups are the files' group labels.\n\n");
+        s.push_str("Data: real preference files (see `scenario.resolved.toml`); groups are the files' group labels.");
+        if reference.is_some() {
+            s.push_str(" What was read, kept, tied and dropped is in `load.md`; reference points follow the methods.");
+        }
+        s.push_str("\n\n");
     } else {
         let w = scenario.world();
         s.push_str(&format!(

@@ -541,6 +541,9 @@ impl DataFile {
             DataFormat::Pairwise => {
                 match &self.prompt_fields {
                     Some(fields) => out.extend(fields.iter().cloned()),
+                    // With chosen/rejected message lists the default prompt field may be absent.
+                    None if self.winner() == WinnerBy::ChosenRejected
+                        && self.prompt_field.is_none() => {}
                     None => out.push(self.prompt_field().to_string()),
                 }
                 match self.winner() {

@@ -711,3 +711,31 @@ fn a_real_data_run_writes_load_table_baselines_and_nmi_null() {
         "{baselines}"
     );
 }
+
+#[test]
+fn check_files_asks_only_for_fields_a_record_needs() {
+    // Chosen/rejected message lists carry their prompt: no `prompt` field is needed.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.jsonl");
+    std::fs::write(
+        &path,
+        "{\"chosen\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Hello\"}], \
+         \"rejected\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Go\"}]}\n",
+    )
+    .unwrap();
+    let s = pairwise_scenario(&path, "");
+    lpc_bench::data::real::check_files(&s, dir.path(), 5).unwrap();
+    // A named prompt field must be there.
+    let text = format!(
+        "[[data.files]]\npath = {:?}\nformat = \"pairwise\"\ngroup = \"g\"\nprompt_field = \"instruction\"\n",
+        path.display().to_string()
+    );
+    let named = Scenario::from_toml_str(&text, "t").unwrap();
+    let e = lpc_bench::data::real::check_files(&named, dir.path(), 5)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("field 'instruction'") && e.contains("record 1 has: chosen, rejected"),
+        "{e}"
+    );
+}

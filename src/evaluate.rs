@@ -183,6 +183,43 @@ pub fn score_method(
     out
 }
 
+/// Scores on the held-out pairs at `unseen` (indices of pairs whose annotator has no training
+/// pairs): `n_unseen`, accuracy against the noiseless preference (inference and type-steered
+/// code) and posterior-code recovery (NMI, matched accuracy). Blank when there are no such pairs
+/// or the score does not apply.
+pub fn unseen_scores(
+    pairs: &[PreferencePair],
+    preds: &PairPredictions,
+    unseen: &[usize],
+) -> Scores {
+    let sub: Vec<PreferencePair> = unseen.iter().map(|&i| pairs[i].clone()).collect();
+    let pick = |v: &[f64]| -> Vec<f64> { unseen.iter().map(|&i| v[i]).collect() };
+    let noiseless = |p: &PreferencePair| p.truth.map(|t| t.noiseless_chosen_wins());
+    let acc = |m: &[f64]| mean_where(&sub, &pick(m), |_| true, noiseless);
+    let post: Option<Vec<usize>> = preds
+        .posterior
+        .as_ref()
+        .filter(|_| !unseen.is_empty())
+        .map(|rows| unseen.iter().map(|&i| argmax(&rows[i])).collect());
+    let truth: Vec<usize> = sub.iter().map(|p| p.group).collect();
+    vec![
+        ("n_unseen".to_string(), Some(unseen.len() as f64)),
+        ("acc_noiseless_unseen".to_string(), acc(&preds.margin)),
+        (
+            "steered_acc_noiseless_unseen".to_string(),
+            preds.steered_margin.as_deref().and_then(acc),
+        ),
+        (
+            "post_nmi_unseen".to_string(),
+            post.as_ref().map(|c| metrics::nmi(c, &truth)),
+        ),
+        (
+            "post_matched_acc_unseen".to_string(),
+            post.as_ref().map(|c| metrics::matched_accuracy(c, &truth)),
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

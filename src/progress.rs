@@ -55,9 +55,13 @@ impl TrainObserver for MethodProgress {
     }
 
     fn on_eval(&mut self, p: &CurvePoint) {
-        self.last_eval = match p.eval_kl {
-            Some(kl) => format!("| eval acc {:.3} kl {kl:.3}", p.eval_accuracy),
-            None => format!("| eval acc {:.3}", p.eval_accuracy),
+        self.last_eval = match (p.val_kl, p.val_post_nmi) {
+            (Some(kl), Some(nmi)) => format!(
+                "| val acc {:.3} kl {kl:.3} post-NMI {nmi:.2}",
+                p.val_accuracy
+            ),
+            (Some(kl), None) => format!("| val acc {:.3} kl {kl:.3}", p.val_accuracy),
+            _ => format!("| val acc {:.3}", p.val_accuracy),
         };
     }
 }

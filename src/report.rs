@@ -11,12 +11,13 @@ use crate::scenario::Scenario;
 
 /// The headline score columns of a method, `(header, metrics.csv column)`, shared by a run's
 /// `summary.md` and a sweep's `report.md`.
-pub const HEADLINE_COLUMNS: [(&str, &str); 11] = [
+pub const HEADLINE_COLUMNS: [(&str, &str); 12] = [
     ("acc obs", "acc_obs"),
     ("acc noiseless", "acc_noiseless"),
     ("type-steered acc noiseless", "steered_acc_noiseless"),
     ("prior NMI", "prior_nmi"),
     ("posterior NMI", "post_nmi"),
+    ("bound NMI for its evidence", "bound_nmi_method"),
     ("posterior matched acc", "post_matched_acc"),
     ("mean KL(q‖p)", "mean_kl"),
     ("policy reward", "policy_reward"),
@@ -24,6 +25,15 @@ pub const HEADLINE_COLUMNS: [(&str, &str); 11] = [
     ("KL(π‖π_ref)", "policy_kl_ref"),
     ("KL(π‖π*)", "policy_kl_opt"),
 ];
+
+/// The TOML name of a checkpoint-selection rule.
+fn select_name(s: crate::scenario::CheckpointSelect) -> &'static str {
+    match s {
+        crate::scenario::CheckpointSelect::Last => "last",
+        crate::scenario::CheckpointSelect::BestVal => "best-val",
+        crate::scenario::CheckpointSelect::BestValLoss => "best-val-loss",
+    }
+}
 
 /// Format a cell as a 3-decimal number, or `–` when blank.
 fn cell(t: &Table, row: usize, col: &str) -> String {
@@ -60,7 +70,8 @@ pub fn run_summary_with(
         let w = scenario.world();
         s.push_str(&format!(
             "World: T = {} types (weights {:?}), S = {} sources, coupling {}, distance d = {}, {:?} reward × {}, \
-             BT temperature {}, flip rate {}, {:?} reference; V = {}, L_x = {}, L_y = {}; {} train / {} held-out pairs, seed {}.\n\n",
+             BT temperature {}, flip rate {}, {:?} reference; V = {}, L_x = {}, L_y = {}; {} train / {} validation / {} held-out pairs, seed {}. \
+             Checkpoints are selected on the validation pairs only (`train.select = {}`); the held-out pairs are scored once.\n\n",
             w.types,
             w.type_weights(),
             w.sources,
@@ -75,8 +86,10 @@ pub fn run_summary_with(
             w.prompt_len,
             w.response_len,
             scenario.data.train_pairs,
+            scenario.data.val_pairs(),
             scenario.data.eval_pairs,
             scenario.data.seed,
+            select_name(scenario.train.select),
         ));
         if !metrics.rows.is_empty() {
             s.push_str("## What the world allows (held-out pairs)\n\n");
@@ -93,7 +106,10 @@ pub fn run_summary_with(
                 ));
             }
             s.push_str(&format!(
-                "\nIdentifiability bound (Bayes posterior P(type | x, y_w > y_l), argmax): NMI {}, accuracy {}.\n\n",
+                "\nIdentifiability bound (Bayes posterior P(type | x, y_w > y_l), argmax): NMI {}, accuracy {}. \
+                 A method whose posterior reads C context pairs of the annotator is shown beside the bound for \
+                 that evidence (`bound NMI for its evidence`: the Bayes posterior given the pair and C context pairs, \
+                 Monte Carlo over context draws; standard error in `bound_nmi_method_se`).\n\n",
                 cell(metrics, 0, "bound_nmi"),
                 cell(metrics, 0, "bound_acc")
             ));
@@ -143,6 +159,27 @@ pub fn run_summary_with(
                 s.push_str(&format!(" {} |", cell(metrics, r, &format!("acc_obs_{g}"))));
             }
             s.push_str(&format!(" {} |\n", cell(metrics, r, "acc_obs_worst_group")));
+        }
+    }
+    let has_unseen =
+        (0..metrics.rows.len()).any(|r| metrics.number(r, "n_unseen").is_some_and(|n| n > 0.0));
+    if has_unseen {
+        s.push_str(&format!(
+            "\n## Held-out annotators never seen in training ({} held-out pairs)\n\n\
+             Their posterior context is their own other held-out pairs (never another annotator's).\n\n\
+             | method | acc noiseless | type-steered acc noiseless | posterior NMI | posterior matched acc | bound NMI for its evidence |\n|---|---|---|---|---|---|\n",
+            cell(metrics, 0, "n_unseen").trim_end_matches(".000")
+        ));
+        for r in 0..metrics.rows.len() {
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} |\n",
+                metrics.get(r, "method").unwrap_or(""),
+                cell(metrics, r, "acc_noiseless_unseen"),
+                cell(metrics, r, "steered_acc_noiseless_unseen"),
+                cell(metrics, r, "post_nmi_unseen"),
+                cell(metrics, r, "post_matched_acc_unseen"),
+                cell(metrics, r, "bound_nmi_method_unseen"),
+            ));
         }
     }
     s.push_str(

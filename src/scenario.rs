@@ -217,6 +217,19 @@ pub struct DataSpec {
     /// bound, like `train_pairs`.
     #[serde(default = "d_eval_pairs")]
     pub eval_pairs: usize,
+    /// Validation pairs: the only pairs checkpoint selection reads (`train.select`); the
+    /// held-out pairs are scored once, at the end. Synthetic worlds draw them from their own
+    /// stream (`pairs/val`), so adding them changes neither the training nor the held-out pairs.
+    /// Real data: a seeded subset of the training side of the split is set aside. Default 1000
+    /// (real data: at most a tenth of the training side). Must be >= 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_pairs: Option<usize>,
+    /// Synthetic worlds with annotators: the share of annotator ids, in [0, 1), held out whole.
+    /// Their pairs appear in neither the training nor the validation pairs, only in the held-out
+    /// pairs, where their posterior context comes from their own other held-out pairs (never
+    /// from another annotator). Scores on them get the suffix `_unseen`. Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heldout_annotators: Option<f64>,
     /// Master seed: every random stream (world, pairs, model init, batches, sampling) derives
     /// from it by name. Default 0.
     #[serde(default)]
@@ -255,6 +268,8 @@ impl Default for DataSpec {
         Self {
             train_pairs: d_train_pairs(),
             eval_pairs: d_eval_pairs(),
+            val_pairs: None,
+            heldout_annotators: None,
             seed: 0,
             eval_fraction: None,
             max_prompt_tokens: None,
@@ -267,6 +282,14 @@ impl Default for DataSpec {
 }
 
 impl DataSpec {
+    /// Validation pairs for a synthetic world, resolved (default 1000).
+    pub fn val_pairs(&self) -> usize {
+        self.val_pairs.unwrap_or(DEFAULT_VAL_PAIRS)
+    }
+    /// Share of annotators held out of training and validation, resolved (default 0).
+    pub fn heldout_annotators(&self) -> f64 {
+        self.heldout_annotators.unwrap_or(0.0)
+    }
     /// Held-out share of prompts for real data, resolved (default 0.2).
     pub fn eval_fraction(&self) -> f64 {
         self.eval_fraction.unwrap_or(0.2)
@@ -289,6 +312,9 @@ impl DataSpec {
         self.tokenizer.as_deref().unwrap_or(BYTE_TOKENIZER)
     }
 }
+
+/// Default number of validation pairs (`data.val_pairs`).
+pub const DEFAULT_VAL_PAIRS: usize = 1000;
 
 /// The tokeniser spec naming the built-in byte-level tokeniser.
 pub const BYTE_TOKENIZER: &str = "byte";
@@ -948,14 +974,20 @@ pub struct TrainSpec {
     /// Learning-rate schedule after warm-up. Default `cosine`.
     #[serde(default)]
     pub schedule: LrSchedule,
-    /// Global gradient-norm clip (0 = off). Default 1.
+    /// Gradient-norm clip applied to each parameter tensor on its own (burn clips per tensor, not
+    /// the global norm over all tensors; 0 = off). Default 1.
     #[serde(default = "d_one")]
     pub grad_clip: f64,
-    /// Evaluate on held-out pairs every this many steps. Default 50.
+    /// Evaluate on the validation pairs every this many steps (and after the last step).
+    /// Default 50.
     #[serde(default = "d_eval_every")]
     pub eval_every: usize,
-    /// Which checkpoint is scored: the final one, or the one with the lowest held-out loss
-    /// (METHOD.md §4: DPO overfits noisy pairs). Default `best-eval-loss`.
+    /// Which checkpoint is scored, chosen on the validation pairs only (never the held-out
+    /// pairs): `best-val` (default) keeps the evaluation with the lowest validation value of
+    /// the method's own training objective (base loss under the posterior's argmax code plus
+    /// lambda KL(q||p) for latent methods, so using the codes is not penalised; the base loss
+    /// for baselines); `best-val-loss` the lowest validation base loss under the inference
+    /// (prior) code; `last` the final step.
     #[serde(default)]
     pub select: CheckpointSelect,
     /// Device: `cpu`, `cuda` or `cuda:N`. Default `cpu`.
@@ -1027,9 +1059,15 @@ pub enum LrSchedule {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CheckpointSelect {
+    /// The final step.
     Last,
+    /// Lowest validation value of the method's training objective (see `TrainSpec::select`).
     #[default]
-    BestEvalLoss,
+    BestVal,
+    /// Lowest validation base loss under the inference code. `best-eval-loss` (the name before
+    /// the validation split existed) is read as this.
+    #[serde(alias = "best-eval-loss")]
+    BestValLoss,
 }
 
 /// The base preference objective (METHOD.md §1).
@@ -1166,6 +1204,14 @@ pub struct MethodSpec {
     /// labelled by the same annotator (needs `world.annotators > 0`). Default 0 (off).
     #[serde(default)]
     pub context: Option<usize>,
+    /// How training batches give the posterior its annotator context (with `context > 0`):
+    /// `grouped` (default) builds each batch from runs of C + 1 pairs by one annotator, each
+    /// run its own context (no extra backbone pass, but only batch / (C + 1) distinct posterior
+    /// inputs per step); `fresh` draws C other training pairs of the annotator for every pair
+    /// of an ordinary batch (METHOD.md §4; C extra forward passes per pair, whose hidden states
+    /// are read without gradient into the backbone).
+    #[serde(default)]
+    pub context_batches: Option<ContextBatches>,
     /// What the posterior reads of each response: the hidden state at its `last` token (paper)
     /// or the `mean` of the states over its tokens. Default last.
     #[serde(default)]
@@ -1176,9 +1222,24 @@ pub struct MethodSpec {
     /// Learning-rate override for this method. Default: `train.lr`.
     #[serde(default)]
     pub lr: Option<f64>,
+    /// Learning-rate schedule override for this method (`constant`, `linear`, `cosine`).
+    /// Default: `train.schedule`.
+    #[serde(default)]
+    pub schedule: Option<LrSchedule>,
     /// Step-count override for this method. Default: `train.steps`.
     #[serde(default)]
     pub steps: Option<usize>,
+}
+
+/// How training batches carry annotator context (`methods[].context_batches`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ContextBatches {
+    /// Runs of C + 1 pairs by one annotator; each run is its own context.
+    #[default]
+    Grouped,
+    /// Ordinary batches; C fresh context pairs drawn per pair (stream `context/<label>`).
+    Fresh,
 }
 
 /// How the posterior summarises a response's hidden states.
@@ -1230,8 +1291,10 @@ pub struct ResolvedMethod {
     pub free_bits: f64,
     pub context: usize,
     pub posterior_pool: PosteriorPool,
+    pub context_batches: ContextBatches,
     pub latent_dim: usize,
     pub lr: f64,
+    pub schedule: LrSchedule,
     pub steps: usize,
 }
 
@@ -1255,6 +1318,8 @@ impl MethodSpec {
             free_bits: None,
             context: None,
             posterior_pool: None,
+            context_batches: None,
+            schedule: None,
             latent_dim: None,
             lr: None,
             steps: None,
@@ -1450,6 +1515,10 @@ impl Scenario {
             w.response_len_min = Some(w.response_len_min());
             w.length_weight = Some(w.length_weights());
         }
+        resolved.data.val_pairs = Some(self.data.val_pairs());
+        if !self.is_real_data() {
+            resolved.data.heldout_annotators = Some(self.data.heldout_annotators());
+        }
         if self.is_real_data() {
             let d = &mut resolved.data;
             d.eval_fraction = Some(self.data.eval_fraction());
@@ -1518,8 +1587,10 @@ impl Scenario {
                     free_bits: m.free_bits.unwrap_or(0.0),
                     context: m.context.unwrap_or(0),
                     posterior_pool: m.posterior_pool.unwrap_or_default(),
+                    context_batches: m.context_batches.unwrap_or_default(),
                     latent_dim: m.latent_dim.unwrap_or(self.model.d_model),
                     lr: m.lr.unwrap_or(self.train.lr),
+                    schedule: m.schedule.unwrap_or(self.train.schedule),
                     steps: m.steps.unwrap_or(self.train.steps),
                 }
             })
@@ -1547,6 +1618,21 @@ impl Scenario {
         }
         if d.eval_pairs < 1 {
             return Err(rule("data.eval_pairs", "must be >= 1"));
+        }
+        if d.val_pairs == Some(0) {
+            return Err(rule("data.val_pairs", "must be >= 1"));
+        }
+        if let Some(h) = d.heldout_annotators {
+            if !(0.0..1.0).contains(&h) {
+                return Err(rule("data.heldout_annotators", "must be in [0, 1)"));
+            }
+            let annotators = self.world.as_ref().map_or(0, |w| w.annotators);
+            if h > 0.0 && annotators < 2 {
+                return Err(rule(
+                    "data.heldout_annotators",
+                    "needs a synthetic world with world.annotators >= 2",
+                ));
+            }
         }
         self.validate_real_data()?;
         self.model.validate()?;
@@ -1692,6 +1778,9 @@ impl Scenario {
             "lpc",
         )?;
         only(m.context.is_some(), "context", lpc, "discrete lpc")?;
+        if m.context_batches.is_some() && m.context.unwrap_or(0) == 0 {
+            return Err(rule(f("context_batches"), "needs context >= 1"));
+        }
         only(
             m.posterior_pool.is_some(),
             "posterior_pool",
@@ -2038,6 +2127,33 @@ mod tests {
         let (f, r) = invalid("[[methods]]\nmethod = \"dpo\"\n[[methods]]\nmethod = \"dpo\"");
         assert_eq!(f, "methods[1].label");
         assert!(r.contains("unique"));
+        assert_eq!(invalid("[data]\nval_pairs = 0").0, "data.val_pairs");
+        assert_eq!(
+            invalid("[world]\nannotators = 10\n[data]\nheldout_annotators = 1.0").0,
+            "data.heldout_annotators"
+        );
+        let (f, r) = invalid("[data]\nheldout_annotators = 0.2");
+        assert_eq!(f, "data.heldout_annotators");
+        assert!(r.contains("annotators >= 2"), "{r}");
+    }
+
+    #[test]
+    fn checkpoint_selection_names() {
+        let sel = |t: &str| {
+            Scenario::from_toml_str(&format!("[train]\nselect = \"{t}\""), "t")
+                .unwrap()
+                .train
+                .select
+        };
+        assert_eq!(sel("best-val"), CheckpointSelect::BestVal);
+        assert_eq!(sel("best-val-loss"), CheckpointSelect::BestValLoss);
+        // The pre-validation-split name reads as the validation-loss rule.
+        assert_eq!(sel("best-eval-loss"), CheckpointSelect::BestValLoss);
+        assert_eq!(sel("last"), CheckpointSelect::Last);
+        assert_eq!(
+            Scenario::from_toml_str("", "t").unwrap().train.select,
+            CheckpointSelect::BestVal
+        );
     }
 
     #[test]

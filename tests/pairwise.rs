@@ -245,7 +245,12 @@ fn votes_keep_the_annotator_beside_a_group() {
     let (data, report) = load_real_data(&s, root(), false).unwrap();
     assert_eq!(report.annotators, vec!["worker_a", "worker_b", "worker_c"]);
     assert_eq!(data.group_names, vec!["all"]);
-    let all: Vec<_> = data.train.iter().chain(&data.eval).collect();
+    let all: Vec<_> = data
+        .train
+        .iter()
+        .chain(&data.val)
+        .chain(&data.eval)
+        .collect();
     assert_eq!(all.len(), 20);
     // Per annotator: worker_a votes in all 8 records, worker_b 6 times (2 ties), worker_c 6
     // times (1 tie, 1 null).
@@ -352,7 +357,11 @@ fn shipped_examples_load_with_both_sides_and_their_counts() {
         assert_eq!(report.files[0].read.ties, ties, "{name}");
         assert_eq!(data.groups, groups, "{name}");
         assert!(!data.train.is_empty() && !data.eval.is_empty(), "{name}");
-        assert_eq!(data.train.len() + data.eval.len(), pairs, "{name}");
+        assert_eq!(
+            data.train.len() + data.val.len() + data.eval.len(),
+            pairs,
+            "{name}"
+        );
         assert_eq!(report.train_info.len(), data.train.len());
     }
 }
@@ -420,7 +429,7 @@ fn dropping_past_the_threshold_refuses_with_the_load_table() {
     );
     let allowed = pairwise_scenario(&path, "max_drop_fraction = 0.5");
     let (data, _) = load_real_data(&allowed, dir.path(), false).unwrap();
-    assert_eq!(data.train.len() + data.eval.len(), 10);
+    assert_eq!(data.train.len() + data.val.len() + data.eval.len(), 10);
 }
 
 #[test]

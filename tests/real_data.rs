@@ -703,7 +703,7 @@ fn hash_split_is_stable_under_reordering_and_near_the_fraction() {
         let (data, _) = load_real_data(&s, dir.path(), false).unwrap();
         let mut held: Vec<Vec<u32>> = data.eval.iter().map(|q| q.prompt.clone()).collect();
         held.sort();
-        (held, data.train.len())
+        (held, data.train.len() + data.val.len())
     };
     let (a, train_a) = load(&forward, 0);
     let (b, train_b) = load(&backward, 0);
@@ -758,15 +758,20 @@ fn shipped_slices_load_with_both_groups() {
     // None of the 80 first records is degenerate (checked when the slices were cut), so all
     // give a pair.
     assert_eq!(f[0].pairs + f[1].pairs, 80);
-    assert_eq!(data.train.len() + data.eval.len(), 80);
-    assert_eq!(report.train_pairs + report.eval_pairs, 80);
+    // The validation pairs come from the training side: a tenth of it at most.
+    assert_eq!(data.train.len() + data.val.len() + data.eval.len(), 80);
+    assert_eq!(
+        report.train_pairs + report.val_pairs + report.eval_pairs,
+        80
+    );
+    assert_eq!(data.val.len(), report.train_available / 10);
     for side in [&data.train, &data.eval] {
         for g in 0..2 {
             assert!(side.iter().any(|p| p.group == g), "group {g} on each side");
         }
     }
     let cue: Vec<u32> = "\n\nAssistant:".bytes().map(u32::from).collect();
-    for p in data.train.iter().chain(&data.eval) {
+    for p in data.train.iter().chain(&data.val).chain(&data.eval) {
         // Group = file, as the scenario says.
         assert_eq!(p.group, p.source);
         assert_eq!((p.annotator, p.truth), (0, None));

@@ -28,6 +28,7 @@ response_len = 4
 reward_scale = 24.0
 [data]
 train_pairs = 256
+val_pairs = 128
 eval_pairs = 128
 [model]
 d_model = 16
@@ -84,10 +85,16 @@ fn lpc_with_one_code_and_no_kl_reproduces_dpo_exactly() {
     assert_eq!(dpo.len(), 3);
     assert_eq!(dpo.len(), lpc.len());
     for (a, b) in dpo.iter().zip(&lpc) {
-        for col in ["step", "train_loss", "eval_loss", "eval_accuracy"] {
+        for col in [
+            "step",
+            "train_loss",
+            "val_loss",
+            "val_accuracy",
+            "val_objective",
+        ] {
             assert_eq!(a[col], b[col], "{col} differs at step {}", a["step"]);
         }
-        assert_eq!(b["eval_kl"], "0", "one code: KL(q||p) is exactly 0");
+        assert_eq!(b["val_kl"], "0", "one code: KL(q||p) is exactly 0");
     }
     let metrics = read_csv(&dir.path().join("metrics.csv"));
     for col in [
@@ -174,15 +181,18 @@ fn dpo_learns_on_held_out_pairs() {
     run_tiny(&text, dir.path());
     let curves = read_csv(&dir.path().join("curves.csv"));
     let last = curves.last().unwrap();
-    let eval_loss: f64 = last["eval_loss"].parse().unwrap();
+    let val_loss: f64 = last["val_loss"].parse().unwrap();
+    assert!(
+        val_loss < std::f64::consts::LN_2 - 0.05,
+        "validation loss {val_loss}"
+    );
+    let first: f64 = curves[0]["val_loss"].parse().unwrap();
+    assert!(val_loss < first, "loss did not fall: {first} -> {val_loss}");
+    let metrics = read_csv(&dir.path().join("metrics.csv"));
+    let eval_loss: f64 = metrics[0]["eval_loss"].parse().unwrap();
     assert!(
         eval_loss < std::f64::consts::LN_2 - 0.05,
         "held-out loss {eval_loss}"
-    );
-    let first: f64 = curves[0]["eval_loss"].parse().unwrap();
-    assert!(
-        eval_loss < first,
-        "loss did not fall: {first} -> {eval_loss}"
     );
     let metrics = read_csv(&dir.path().join("metrics.csv"));
     let acc: f64 = metrics[0]["acc_noiseless"].parse().unwrap();
@@ -386,4 +396,37 @@ codebook = 2
     let nmi: f64 = metrics[1]["post_nmi"].parse().unwrap();
     assert!((0.0..=1.0).contains(&nmi));
     assert_eq!(metrics[0]["post_nmi"], "", "a baseline has no codes");
+}
+
+/// Unseen annotators end to end (issue 10): with `data.heldout_annotators`, a context method is
+/// scored on held-out pairs of annotators that never appear in training, whose context comes
+/// from their own other held-out pairs; the metrics carry the `_unseen` columns and the context
+/// bound beside the method, and a baseline gets no bound.
+#[test]
+fn unseen_annotators_are_scored_with_their_own_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = tiny_scenario(
+        "[[methods]]\nmethod = \"dpo\"\n[[methods]]\nmethod = \"lpc-dpo\"\ncodebook = 2\nlambda = 0.05\ncontext = 3\n",
+        20,
+    )
+    .replace("reward_scale = 24.0", "reward_scale = 24.0\nannotators = 20\ncoupling = 0.0")
+    .replace("\nval_pairs = 128", "\nval_pairs = 64\nheldout_annotators = 0.25");
+    run_tiny(&text, dir.path());
+    let metrics = read_csv(&dir.path().join("metrics.csv"));
+    let n: f64 = metrics[1]["n_unseen"].parse().unwrap();
+    assert!(n > 0.0, "some held-out pairs come from unseen annotators");
+    for col in [
+        "post_nmi_unseen",
+        "acc_noiseless_unseen",
+        "bound_nmi_method",
+        "bound_nmi_method_unseen",
+    ] {
+        assert!(!metrics[1][col].is_empty(), "{col} is blank");
+    }
+    assert!(
+        metrics[0]["bound_nmi_method"].is_empty(),
+        "a baseline has no posterior bound"
+    );
+    let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(summary.contains("never seen in training"));
 }

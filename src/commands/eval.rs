@@ -65,6 +65,12 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             codes.push(r);
         }
         let mut scores = scored.scores;
+        scores.extend(crate::commands::run::method_bound(
+            run.world.as_ref(),
+            data,
+            &method,
+            scenario.data.seed,
+        ));
         scores.extend(world_cols.iter().cloned());
         metrics.push_scores(
             vec![

@@ -17,7 +17,8 @@ use crate::rng::{derive_seed, stream};
 use crate::scenario::{LatentKind, ObjectiveKind, ResolvedMethod, Scenario};
 use crate::synth::{self, World};
 use crate::train::{
-    self, CodeChoice, CurvePoint, MethodContext, MethodModel, ReferenceCache, TrainStatus,
+    self, CodeChoice, ContextPool, CurvePoint, MethodContext, MethodModel, ReferenceCache,
+    TrainStatus,
 };
 use crate::{Error, Result};
 use burn::module::{AutodiffModule, Module};
@@ -224,6 +225,46 @@ pub fn world_scores(world: Option<&World>, eval: &[PreferencePair]) -> Scores {
     out
 }
 
+/// Monte Carlo draws of the annotator context for the context bound.
+pub const CONTEXT_BOUND_REPS: usize = 5;
+
+/// The identifiability bound for the evidence `method` reads (synthetic worlds): the Bayes
+/// posterior over the type given the pair alone (`context = 0`, the `bound_nmi` of the world)
+/// or the pair plus `C` context pairs of its annotator, drawn as the method draws them
+/// ([`synth::context_bound`]). Columns `bound_nmi_method`, `bound_nmi_method_se`,
+/// `bound_acc_method`, `bound_nmi_method_unseen`; blank for real data and for methods without
+/// a posterior (baselines, the oracle).
+pub fn method_bound(
+    world: Option<&World>,
+    data: &PreferenceData,
+    method: &ResolvedMethod,
+    seed: u64,
+) -> Scores {
+    let names = [
+        "bound_nmi_method",
+        "bound_nmi_method_se",
+        "bound_acc_method",
+        "bound_nmi_method_unseen",
+    ];
+    let reads_posterior = matches!(method.name.latent, LatentKind::Lpc | LatentKind::Gaussian);
+    let Some(world) = world.filter(|_| reads_posterior) else {
+        return names.iter().map(|n| (n.to_string(), None)).collect();
+    };
+    let b = synth::context_bound(
+        world,
+        &data.train,
+        &data.eval,
+        method.context,
+        seed,
+        CONTEXT_BOUND_REPS,
+    );
+    names
+        .iter()
+        .map(|n| n.to_string())
+        .zip([Some(b.nmi), Some(b.nmi_se), Some(b.acc), b.nmi_unseen])
+        .collect()
+}
+
 /// A `(prompt, response)` pair of token ids.
 pub type Sequence = (Vec<u32>, Vec<u32>);
 /// A `(prompt, response, log pi_ref(response | prompt, length))` triple.
@@ -343,6 +384,7 @@ impl<B: AutodiffBackend> RunOn<B> {
             ));
         }
         let train_refs = ReferenceCache::compute(&reference, &data.train, data.separator());
+        let val_refs = ReferenceCache::compute(&reference, &data.val, data.separator());
         let eval_refs = ReferenceCache::compute(&reference, &data.eval, data.separator());
         let ckpt_dir = out_dir.join("checkpoints");
         std::fs::create_dir_all(&ckpt_dir).map_err(|e| Error::io(&ckpt_dir, e))?;
@@ -367,7 +409,7 @@ impl<B: AutodiffBackend> RunOn<B> {
                 data,
                 &start,
                 &train_refs,
-                &eval_refs,
+                &val_refs,
                 &mut observer,
                 device,
             );
@@ -417,6 +459,7 @@ impl<B: AutodiffBackend> RunOn<B> {
             let model = trained.model.valid();
             let scored = score_model(&model, method, &run, &eval_refs, &train_refs, seed, device);
             row.extend(scored.scores);
+            row.extend(method_bound(run.world.as_ref(), data, method, seed));
             row.extend(world_cols.iter().cloned());
             metrics.push_scores(labels, &row[1..]);
             for r in scored.code_rows {
@@ -460,13 +503,16 @@ fn curve_row(label: &str, p: &CurvePoint) -> Vec<(String, String)> {
         ("method".into(), label.to_string()),
         ("step".into(), p.step.to_string()),
         ("train_loss".into(), f(p.train_loss)),
-        ("eval_loss".into(), f(p.eval_loss)),
-        ("eval_accuracy".into(), f(p.eval_accuracy)),
-        ("eval_kl".into(), results::fmt_f64(p.eval_kl)),
+        ("val_loss".into(), f(p.val_loss)),
+        ("val_accuracy".into(), f(p.val_accuracy)),
+        ("val_objective".into(), f(p.val_objective)),
+        ("val_kl".into(), results::fmt_f64(p.val_kl)),
         (
             "code_perplexity".into(),
             results::fmt_f64(p.code_perplexity),
         ),
+        ("val_post_nmi".into(), results::fmt_f64(p.val_post_nmi)),
+        ("val_prior_nmi".into(), results::fmt_f64(p.val_prior_nmi)),
     ]
 }
 
@@ -500,14 +546,14 @@ pub fn score_model<B: Backend>(
     let data = &run.data;
     let ctx = MethodContext::new(method, data);
     let mut rng = stream(seed, "score");
+    let eval_pool = ContextPool::new(&data.train, &data.eval, false, method.context);
     let prior_eval = train::evaluate(
         model,
         &ctx,
         &data.eval,
         eval_refs,
         |_| CodeChoice::Prior,
-        |i, r| train::eval_context(&data.eval, &ctx, i, r),
-        &data.train,
+        &eval_pool,
         &mut rng,
         device,
     );
@@ -523,14 +569,14 @@ pub fn score_model<B: Backend>(
                 chosen: train_refs.chosen[..n].to_vec(),
                 rejected: train_refs.rejected[..n].to_vec(),
             };
+            let sub_pool = ContextPool::new(&data.train, sub, true, method.context);
             let res = train::evaluate(
                 model,
                 &ctx,
                 sub,
                 &sub_refs,
                 |_| CodeChoice::Prior,
-                |i, r| ctx.context_indices(&[&sub[i]], &[Some(i)], r),
-                &data.train,
+                &sub_pool,
                 &mut rng,
                 device,
             );
@@ -549,8 +595,7 @@ pub fn score_model<B: Backend>(
             &data.eval,
             eval_refs,
             |chunk| CodeChoice::Fixed(chunk.iter().map(|p| m[p.group]).collect()),
-            |i, r| train::eval_context(&data.eval, &ctx, i, r),
-            &data.train,
+            &eval_pool,
             &mut rng,
             device,
         )
@@ -568,6 +613,11 @@ pub fn score_model<B: Backend>(
         &preds,
         &data.group_names,
     ));
+    // Held-out pairs whose annotator never appears in training (`data.heldout_annotators`).
+    let unseen: Vec<usize> = (0..data.eval.len())
+        .filter(|&i| eval_pool.is_unseen(i))
+        .collect();
+    scores.extend(evaluate::unseen_scores(&data.eval, &preds, &unseen));
 
     // Per-pair codes.
     let mut code_rows = Vec::new();
@@ -716,7 +766,8 @@ pub fn inference_codes<B: Backend>(
 /// Policy quality with the inference code (METHOD.md §3): mean true reward under each pair's
 /// type, the reference's mean reward on the same prompts, win rate against pi_ref samples of the
 /// same length, Monte-Carlo KL(pi || pi_ref) and, for DPO-family objectives, KL(pi || pi*_type)
-/// at the method's beta (exact log pi* from the world).
+/// at the method's beta times the label temperature (exact log pi* from the world), for the DPO
+/// objective on worlds without label flips (blank elsewhere: pi* is not its optimum).
 pub fn policy_quality<B: Backend>(
     model: &MethodModel<B>,
     method: &ResolvedMethod,
@@ -743,7 +794,11 @@ pub fn policy_quality<B: Backend>(
     let mut wins = 0.0;
     let mut kl_ref = 0.0;
     let mut kl_opt = 0.0;
-    let dpo_family = method.name.objective != ObjectiveKind::Simpo;
+    // pi* = pi_ref exp(r / (beta tau_bt)) / Z is the optimum of the DPO loss only when the
+    // labels are Bradley-Terry in r / tau_bt without extra flips; IPO, SimPO and the
+    // noise-aware variants have other optima. Elsewhere the column is blank.
+    let dpo_family = method.name.objective == ObjectiveKind::Dpo && world.flip_rate() == 0.0;
+    let beta_eff = method.beta * world.bt_temperature();
     for (i, p) in pairs.iter().enumerate() {
         let r = world.reward(p.group, &p.prompt, &ys[i]);
         let rr = world.reward(p.group, &p.prompt, &refs[i]);
@@ -760,7 +815,7 @@ pub fn policy_quality<B: Backend>(
         kl_ref += logp[i] - (world.reference_log_prob(p.source, &p.prompt, &ys[i]) - len_lp);
         if dpo_family
             && let Some(opt) =
-                world.optimal_log_prob(p.group, p.source, &p.prompt, &ys[i], method.beta)
+                world.optimal_log_prob(p.group, p.source, &p.prompt, &ys[i], beta_eff)
         {
             kl_opt += logp[i] + len_lp - opt;
         }

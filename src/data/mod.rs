@@ -9,6 +9,7 @@
 //! This module knows nothing about losses or tensors.
 
 pub mod batch;
+pub mod context;
 
 use serde::{Deserialize, Serialize};
 
@@ -63,10 +64,15 @@ impl PairTruth {
     }
 }
 
-/// A train/held-out split plus what a model needs to know about the token space.
+/// A train/validation/held-out split plus what a model needs to know about the token space.
+///
+/// Methods train on `train`; checkpoint selection reads only `val`; `eval` (the held-out pairs)
+/// is scored once, on the selected checkpoint. `val` may be empty (real data with fewer than ten
+/// training pairs), and then selection keeps the last step.
 #[derive(Debug, Clone)]
 pub struct PreferenceData {
     pub train: Vec<PreferencePair>,
+    pub val: Vec<PreferencePair>,
     pub eval: Vec<PreferencePair>,
     /// Number of content tokens; the separator is token `vocab`, so models use `vocab + 1`.
     pub vocab: usize,

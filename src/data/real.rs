@@ -230,6 +230,8 @@ pub struct LoadReport {
     pub eval_available: usize,
     /// Train pairs kept.
     pub train_pairs: usize,
+    /// Validation pairs set aside from the training side (for checkpoint selection).
+    pub val_pairs: usize,
     /// Held-out pairs kept.
     pub eval_pairs: usize,
     pub groups: Vec<GroupCount>,
@@ -415,12 +417,14 @@ impl std::fmt::Display for LoadReport {
         }
         writeln!(
             f,
-            "kept {} of {} train and {} of {} held-out pairs; a run refuses a file dropping more \
-             than {:.0}% of its pairs (data.max_drop_fraction)",
+            "kept {} of {} train and {} of {} held-out pairs; {} validation pairs set aside from \
+             the training side; a run refuses a file dropping more than {:.0}% of its pairs \
+             (data.max_drop_fraction)",
             self.train_pairs,
             self.train_available,
             self.eval_pairs,
             self.eval_available,
+            self.val_pairs,
             100.0 * self.max_drop_fraction
         )?;
         writeln!(f, "{} group(s) (pairs kept per side):", self.groups.len())?;
@@ -1122,6 +1126,30 @@ pub fn selection_hash(seed: u64, pair: &TextPair) -> u64 {
     splitmix64(fnv1a64(key.as_bytes()) ^ derive_seed(seed, "data/subsample"))
 }
 
+/// Set aside the validation pairs from the training side: the `min(val_pairs, n / 10)` items
+/// with the largest prompt hashes (so the choice depends on neither file order nor the
+/// training cap, and equal prompts stay together), in file order. Returns the rest (with their
+/// hashes, for [`bound`]) and the validation items.
+fn split_validation<T>(items: Vec<(u64, T)>, val_pairs: usize) -> (Vec<(u64, T)>, Vec<T>) {
+    let n_val = val_pairs.min(items.len() / 10);
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(items[i].0), i));
+    let mut to_val = vec![false; items.len()];
+    for &i in &order[..n_val] {
+        to_val[i] = true;
+    }
+    let mut rest = Vec::with_capacity(items.len() - n_val);
+    let mut val = Vec::with_capacity(n_val);
+    for (item, v) in items.into_iter().zip(to_val) {
+        if v {
+            val.push(item.1);
+        } else {
+            rest.push(item);
+        }
+    }
+    (rest, val)
+}
+
 /// Keep the `cap` items with the smallest hash (ties by position), in their original order.
 fn bound<T>(items: Vec<(u64, T)>, cap: usize) -> Vec<T> {
     if items.len() <= cap {
@@ -1339,8 +1367,10 @@ pub fn load_real_data_unchecked(
         files.push(report);
     }
     let (train_available, eval_available) = (builder.train.len(), builder.eval.len());
+    let (train_side, val) = split_validation(builder.train, spec.val_pairs());
+    let val: Vec<PreferencePair> = val.into_iter().map(|(p, _)| p).collect();
     let (train, train_info): (Vec<_>, Vec<_>) =
-        bound(builder.train, spec.train_pairs).into_iter().unzip();
+        bound(train_side, spec.train_pairs).into_iter().unzip();
     let (eval, eval_info): (Vec<_>, Vec<_>) =
         bound(builder.eval, spec.eval_pairs).into_iter().unzip();
     let group_names = builder.group_names;
@@ -1369,6 +1399,7 @@ pub fn load_real_data_unchecked(
         train_available,
         eval_available,
         train_pairs: train.len(),
+        val_pairs: val.len(),
         eval_pairs: eval.len(),
         groups,
         annotators: builder.annotator_names,
@@ -1386,8 +1417,12 @@ pub fn load_real_data_unchecked(
     }
     for (side, pairs) in [("training", &train), ("held-out", &eval)] {
         if pairs.is_empty() {
-            let distinct: std::collections::HashSet<&Vec<u32>> =
-                train.iter().chain(eval.iter()).map(|p| &p.prompt).collect();
+            let distinct: std::collections::HashSet<&Vec<u32>> = train
+                .iter()
+                .chain(val.iter())
+                .chain(eval.iter())
+                .map(|p| &p.prompt)
+                .collect();
             return Err(Error::msg(format!(
                 "the real data gave no {side} pairs: all {kept} kept pairs ({} distinct \
                  truncated prompts) fell on the other side of the split by \
@@ -1398,7 +1433,7 @@ pub fn load_real_data_unchecked(
             )));
         }
     }
-    let all = || train.iter().chain(eval.iter());
+    let all = || train.iter().chain(val.iter()).chain(eval.iter());
     let max_prompt_len = all().map(|p| p.prompt.len()).max().unwrap_or(0);
     let max_response_len = all()
         .map(|p| p.chosen.len().max(p.rejected.len()))
@@ -1406,6 +1441,7 @@ pub fn load_real_data_unchecked(
         .unwrap_or(0);
     let data = PreferenceData {
         train,
+        val,
         eval,
         vocab: tokenizer.vocab_size(),
         groups: group_names.len(),

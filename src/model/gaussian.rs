@@ -49,9 +49,9 @@ pub struct GaussianConfig {
     #[config(default = "GaussianPrior::Learned")]
     pub prior: GaussianPrior,
     /// Standard deviation of each coordinate of `z = P u` at initialisation when
-    /// `u ~ N(0, I)` (P's entries are drawn from N(0, code_init_std^2 / m)); matches the LPC
-    /// codebook's `code_init_std` so both latents start equally close to the bare policy.
-    #[config(default = 0.02)]
+    /// `u ~ N(0, I)` (P's entries are drawn from N(0, code_init_std^2 / m)); the LPC codebook's
+    /// `code_init_std` (0.5), so a posterior sample perturbs the policy as much as a code does.
+    #[config(default = 0.5)]
     pub code_init_std: f64,
 }
 
@@ -60,9 +60,18 @@ impl GaussianConfig {
         let (d, m) = (self.d_model, self.latent_dim);
         let hidden = self.d_hidden.unwrap_or(d);
         let heads = GaussianHeads {
-            posterior: MlpConfig::new(2 * d, hidden, 2 * m).init(device),
+            // Zero output layers: q = p = N(0, I) for every input at the start, so KL(q||p) and
+            // its gradient start at exactly 0 and the latent begins as pure noise around the
+            // bare policy (as the discrete posterior and prior start near uniform).
+            posterior: MlpConfig::new(2 * d, hidden, 2 * m)
+                .with_zero_output(true)
+                .init(device),
             prior: match self.prior {
-                GaussianPrior::Learned => Some(MlpConfig::new(d, hidden, 2 * m).init(device)),
+                GaussianPrior::Learned => Some(
+                    MlpConfig::new(d, hidden, 2 * m)
+                        .with_zero_output(true)
+                        .init(device),
+                ),
                 GaussianPrior::Standard => None,
             },
             projection: LinearConfig::new(m, d)

@@ -32,13 +32,20 @@ pub struct MlpConfig {
     pub d_input: usize,
     pub d_hidden: usize,
     pub d_output: usize,
+    /// Initialise the output layer to zero, so the MLP starts at exactly 0 for every input.
+    #[config(default = false)]
+    pub zero_output: bool,
 }
 
 impl MlpConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Mlp<B> {
+        let mut outer = LinearConfig::new(self.d_hidden, self.d_output);
+        if self.zero_output {
+            outer = outer.with_initializer(Initializer::Zeros);
+        }
         Mlp {
             inner: LinearConfig::new(self.d_input, self.d_hidden).init(device),
-            outer: LinearConfig::new(self.d_hidden, self.d_output).init(device),
+            outer: outer.init(device),
         }
     }
 }

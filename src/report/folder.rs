@@ -775,6 +775,103 @@ fn file_safe(label: &str) -> String {
         .collect()
 }
 
+/// Validation curves (`curves.csv`) of the first representative cell of each method: one
+/// panel per metric, one line per method. `None` when no cell has curves.
+fn curves_figure(folder: &ResultFolder, name: &str) -> Result<Option<NamedFigure>> {
+    const PANELS: [(&str, &str, Option<(f64, f64)>); 6] = [
+        (
+            "val_objective",
+            "validation objective (selection criterion)",
+            None,
+        ),
+        (
+            "val_accuracy",
+            "validation accuracy (prior code)",
+            Some((0.0, 1.0)),
+        ),
+        ("val_kl", "validation KL(q‖p)", None),
+        ("code_perplexity", "posterior code perplexity", None),
+        (
+            "val_post_nmi",
+            "posterior-code NMI with true types",
+            Some((0.0, 1.0)),
+        ),
+        (
+            "val_prior_nmi",
+            "prior-code NMI with true types",
+            Some((0.0, 1.0)),
+        ),
+    ];
+    let mut series: Vec<Vec<Series>> = vec![Vec::new(); PANELS.len()];
+    let mut point_note = String::new();
+    for (i, (method, cells, _)) in representative_cells(folder).into_iter().enumerate() {
+        let Some(c) = cells.first() else { continue };
+        let Some(t) = cell_rows(c, "curves.csv")? else {
+            continue;
+        };
+        let Some(si) = column(&t, "step") else {
+            continue;
+        };
+        if folder.kind == FolderKind::Sweep {
+            point_note = format!(" (grid point {}, smallest seed)", c.id);
+        }
+        for (p, (col, _, _)) in PANELS.iter().enumerate() {
+            let Some(ci) = column(&t, col) else { continue };
+            let points: Vec<Point> = t
+                .rows
+                .iter()
+                .filter_map(|r| {
+                    Some(Point {
+                        x: r[si].parse().ok()?,
+                        y: r[ci].parse().ok()?,
+                        err: None,
+                    })
+                })
+                .collect();
+            if !points.is_empty() {
+                series[p].push(Series {
+                    label: method.clone(),
+                    color: i,
+                    points,
+                    constant: false,
+                });
+            }
+        }
+    }
+    let panels: Vec<LinePanel> = PANELS
+        .iter()
+        .zip(series)
+        .filter(|(_, s)| !s.is_empty())
+        .map(|((_, title, clamp), s)| LinePanel {
+            title: title.to_string(),
+            y_label: title.to_string(),
+            series: s,
+            band: None,
+            guides: Vec::new(),
+            y_clamp: *clamp,
+            y_include: clamp.map(|(lo, _)| lo),
+        })
+        .collect();
+    if panels.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(NamedFigure {
+        stem: "curves".to_string(),
+        caption: format!(
+            "training curves on the validation pairs{point_note}: the selection criterion, \
+             accuracy, KL(q‖p), code use and the NMI of posterior and prior codes with the true \
+             types, per evaluation step — when (or whether) the codes break symmetry"
+        ),
+        figure: Figure::Line(LineChart {
+            title: format!("{name}validation curves"),
+            x_label: "training step".to_string(),
+            x_scale: XScale::Linear,
+            columns: 3,
+            panels,
+        }),
+    }))
+}
+
 /// Every figure the folder's data supports, in report order.
 pub fn figures(folder: &ResultFolder) -> Result<Vec<NamedFigure>> {
     let s = &folder.summary;
@@ -830,6 +927,9 @@ pub fn figures(folder: &ResultFolder) -> Result<Vec<NamedFigure>> {
                 figure: Figure::Line(chart),
             });
         }
+    }
+    if let Some(f) = curves_figure(folder, &name)? {
+        out.push(f);
     }
     for (method, cells, total) in representative_cells(folder) {
         let shown = cells.len();
@@ -898,7 +998,7 @@ pub fn figures(folder: &ResultFolder) -> Result<Vec<NamedFigure>> {
 // report.md
 
 /// Method columns of the per-point tables: `(header, column)`.
-const TABLE_COLUMNS: [(&str, &str); 11] = super::HEADLINE_COLUMNS;
+const TABLE_COLUMNS: [(&str, &str); 12] = super::HEADLINE_COLUMNS;
 
 /// World rows under each table: `(label, [(table column, world column)])`.
 const WORLD_ROWS: [(&str, &[(&str, &str)]); 4] = [

@@ -54,7 +54,9 @@ use labels::{bt_prob, draw_label, observed_prob};
 use reference::{Reference, alias, dirichlet, log_sum_exp};
 use reward::RewardTables;
 
-pub use stats::{StatsAccumulator, WorldStats, bayes_argmax_types, world_stats};
+pub use stats::{
+    ContextBound, StatsAccumulator, WorldStats, bayes_argmax_types, context_bound, world_stats,
+};
 
 /// A synthetic preference world: its parameters (serialised to `world.json`) and the samplers
 /// and tables built from them.
@@ -511,6 +513,67 @@ impl World {
     }
 }
 
+impl World {
+    /// The Bayes posterior over the type of one annotator given several of their labelled pairs
+    /// (the pair scored plus its annotator context; every pair by one annotator shares the
+    /// annotator's type), computed with the true rewards, P(t | s) and the flip rate:
+    ///
+    /// ```text
+    /// P(t | pairs) ∝ P(t) prod_j [ sum_s P(s | t) p_s(x_j) pi_ref(y_j1 | s) pi_ref(y_j2 | s) ] Q_t(j)
+    /// P(s | t) = w_s P(t | s) / P(t),    Q_t(j) = eps + (1 - 2 eps) sigmoid((r_t(x_j, y_w) - r_t(x_j, y_l)) / tau_bt)
+    /// ```
+    ///
+    /// (the pi_ref factors only with a Markov reference; a uniform one gives them equally to
+    /// every source). With one pair this is [`World::bayes_type_posterior`]. It is the
+    /// identifiability bound of a posterior that reads these pairs: no posterior reading the
+    /// same evidence names the type more often.
+    pub fn bayes_type_posterior_multi(&self, pairs: &[&PreferencePair]) -> Vec<f64> {
+        let types = self.spec.types;
+        let markov = matches!(
+            self.reference.params,
+            reference::ReferenceParams::Markov { .. }
+        );
+        let tau = self.spec.bt_temperature;
+        let mut log_post: Vec<f64> = self.type_marginal.iter().map(|p| p.ln()).collect();
+        for pair in pairs {
+            let per_source: Vec<f64> = (0..self.spec.sources)
+                .map(|s| {
+                    let mut l = self.source_weights[s].ln() + self.prompt_log_prob(s, &pair.prompt);
+                    if markov {
+                        l += self.reference.log_prob(s, &pair.chosen)
+                            + self.reference.log_prob(s, &pair.rejected);
+                    }
+                    l
+                })
+                .collect();
+            for (t, lp) in log_post.iter_mut().enumerate() {
+                if self.type_marginal[t] <= 0.0 {
+                    *lp = f64::NEG_INFINITY;
+                    continue;
+                }
+                // sum_s P(s | t) p_s(x) ... = sum_s w_s P(t | s) p_s(x) ... / P(t)
+                let terms: Vec<f64> = per_source
+                    .iter()
+                    .zip(&self.type_given_source)
+                    .map(|(l, row)| l + row[t].ln())
+                    .collect();
+                let q = bt_prob(
+                    self.reward(t, &pair.prompt, &pair.chosen),
+                    self.reward(t, &pair.prompt, &pair.rejected),
+                    tau,
+                );
+                *lp += log_sum_exp(&terms) - self.type_marginal[t].ln()
+                    + observed_prob(q, self.flip_rate).ln();
+            }
+        }
+        let norm = log_sum_exp(&log_post);
+        if !norm.is_finite() {
+            return self.type_marginal.clone();
+        }
+        (0..types).map(|t| (log_post[t] - norm).exp()).collect()
+    }
+}
+
 /// Bayes' rule over types: `context[t] * label_prob[t]`, normalised; the context itself when
 /// every product is 0 (or not finite).
 pub(crate) fn label_posterior(context: Vec<f64>, label_prob: &[f64]) -> Vec<f64> {
@@ -552,22 +615,33 @@ impl OptimalPolicy<'_> {
     }
 }
 
-/// The world and the train/held-out pairs of a scenario: the world from `stream(seed,
-/// "world")`, train pairs from `stream(seed, "pairs/train")`, held-out pairs from
-/// `stream(seed, "pairs/eval")`, with `seed = data.seed`. Groups are the true types, named
-/// `type0`, `type1`, ...
+/// The world and the train/validation/held-out pairs of a scenario: the world from
+/// `stream(seed, "world")`, train pairs from `stream(seed, "pairs/train")`, validation pairs
+/// from `stream(seed, "pairs/val")`, held-out pairs from `stream(seed, "pairs/eval")`, with
+/// `seed = data.seed`. Groups are the true types, named `type0`, `type1`, ...
+///
+/// With `data.heldout_annotators = h > 0`, the annotator ids of [`heldout_annotators`] are
+/// held out whole: pairs they label are skipped when drawing the training and validation pairs
+/// (the streams keep going until enough pairs are kept), and kept in the held-out pairs.
 pub fn synthetic_data(scenario: &Scenario) -> (World, PreferenceData) {
     let spec = scenario.world();
     let seed = scenario.data.seed;
     let world = world_of(scenario);
-    let draw = |name: &str, n: usize| -> Vec<PreferencePair> {
+    let heldout = heldout_annotators(scenario);
+    let draw = |name: &str, n: usize, skip_heldout: bool| -> Vec<PreferencePair> {
         let mut rng: SeededRng = stream(seed, name);
-        world.pairs(&mut rng).take(n).collect()
+        world
+            .pairs(&mut rng)
+            .filter(|p| !(skip_heldout && heldout.contains(&p.annotator)))
+            .take(n)
+            .collect()
     };
-    let train = draw(TRAIN_STREAM, scenario.data.train_pairs);
-    let eval = draw(EVAL_STREAM, scenario.data.eval_pairs);
+    let train = draw(TRAIN_STREAM, scenario.data.train_pairs, true);
+    let val = draw(VAL_STREAM, scenario.data.val_pairs(), true);
+    let eval = draw(EVAL_STREAM, scenario.data.eval_pairs, false);
     let data = PreferenceData {
         train,
+        val,
         eval,
         vocab: spec.vocab,
         groups: spec.types,
@@ -576,6 +650,23 @@ pub fn synthetic_data(scenario: &Scenario) -> (World, PreferenceData) {
         max_response_len: spec.response_len,
     };
     (world, data)
+}
+
+/// The annotator ids held out of training and validation: `floor(h A)` of the `A =
+/// world.annotators` ids (at most `A - 1`), a uniform draw from `stream(seed,
+/// "annotators/heldout")`. Empty when `h = 0` or the world has no annotators. Stand-in ids
+/// (`A + t`) are never held out.
+pub fn heldout_annotators(scenario: &Scenario) -> std::collections::BTreeSet<usize> {
+    use rand::seq::SliceRandom;
+    let a = scenario.world.as_ref().map_or(0, |w| w.annotators);
+    let h = scenario.data.heldout_annotators();
+    let n = ((h * a as f64).floor() as usize).min(a.saturating_sub(1));
+    if n == 0 {
+        return Default::default();
+    }
+    let mut ids: Vec<usize> = (0..a).collect();
+    ids.shuffle(&mut stream(scenario.data.seed, HELDOUT_ANNOTATOR_STREAM));
+    ids.into_iter().take(n).collect()
 }
 
 /// The world of a scenario, drawn from `stream(data.seed, "world")`.
@@ -591,5 +682,9 @@ pub fn world_of(scenario: &Scenario) -> World {
 pub const WORLD_STREAM: &str = "world";
 /// Name of the training pairs' random stream.
 pub const TRAIN_STREAM: &str = "pairs/train";
+/// Name of the validation pairs' random stream.
+pub const VAL_STREAM: &str = "pairs/val";
+/// Name of the stream that picks the held-out annotators.
+pub const HELDOUT_ANNOTATOR_STREAM: &str = "annotators/heldout";
 /// Name of the held-out pairs' random stream.
 pub const EVAL_STREAM: &str = "pairs/eval";

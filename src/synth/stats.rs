@@ -71,6 +71,8 @@ use serde::Serialize;
 use super::labels::{js_bernoulli_bits, noiseless, observed_prob, sigmoid};
 use super::{World, label_posterior};
 use crate::data::PreferencePair;
+use crate::data::context::ContextPool;
+use crate::rng::stream;
 
 /// Half-width of the band around 1/2 that counts as a tie.
 const TIE_TOLERANCE: f64 = 1e-12;
@@ -306,6 +308,75 @@ pub fn world_stats(world: &World, pairs: &[PreferencePair]) -> WorldStats {
     let mut acc = StatsAccumulator::new(world);
     pairs.iter().for_each(|p| acc.add(p));
     acc.finish()
+}
+
+/// The identifiability bound for a posterior that reads a pair plus `c` context pairs of its
+/// annotator ([`World::bayes_type_posterior_multi`]), on `pairs` with context drawn as the
+/// method draws it ([`ContextPool`] over `train`). `c = 0` is the single-pair bound (exact);
+/// for `c > 0` the context draw is random, so the NMI is a Monte Carlo estimate over `reps`
+/// independent draws (streams `bound/context/<c>/<r>`) with its standard error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContextBound {
+    /// Mean NMI of the Bayes argmax type against the true types.
+    pub nmi: f64,
+    /// Standard error of `nmi` over the draws (0 for `c = 0`).
+    pub nmi_se: f64,
+    /// Mean accuracy of the Bayes argmax type.
+    pub acc: f64,
+    /// Mean NMI restricted to pairs whose annotator has no training pairs (`None` if none).
+    pub nmi_unseen: Option<f64>,
+}
+
+/// See [`ContextBound`].
+pub fn context_bound(
+    world: &World,
+    train: &[PreferencePair],
+    pairs: &[PreferencePair],
+    c: usize,
+    seed: u64,
+    reps: usize,
+) -> ContextBound {
+    let pool = ContextPool::new(train, pairs, false, c);
+    let reps = if c == 0 { 1 } else { reps.max(2) };
+    let truth: Vec<usize> = pairs.iter().map(|p| p.group).collect();
+    let unseen: Vec<usize> = (0..pairs.len()).filter(|&i| pool.is_unseen(i)).collect();
+    let mut nmis = Vec::with_capacity(reps);
+    let mut accs = Vec::with_capacity(reps);
+    let mut unseen_nmis = Vec::with_capacity(reps);
+    for r in 0..reps {
+        let mut rng = stream(seed, &format!("bound/context/{c}/{r}"));
+        let guess: Vec<usize> = pairs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let mut evidence = vec![p];
+                evidence.extend(pool.draw(i, &mut rng));
+                argmax(&world.bayes_type_posterior_multi(&evidence))
+            })
+            .collect();
+        nmis.push(crate::metrics::nmi(&guess, &truth));
+        let hits = guess.iter().zip(&truth).filter(|(a, b)| a == b).count();
+        accs.push(hits as f64 / truth.len().max(1) as f64);
+        if !unseen.is_empty() {
+            let g: Vec<usize> = unseen.iter().map(|&i| guess[i]).collect();
+            let t: Vec<usize> = unseen.iter().map(|&i| truth[i]).collect();
+            unseen_nmis.push(crate::metrics::nmi(&g, &t));
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let m = mean(&nmis);
+    let se = if nmis.len() > 1 {
+        let var = nmis.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (nmis.len() - 1) as f64;
+        (var / nmis.len() as f64).sqrt()
+    } else {
+        0.0
+    };
+    ContextBound {
+        nmi: m,
+        nmi_se: se,
+        acc: mean(&accs),
+        nmi_unseen: (!unseen_nmis.is_empty()).then(|| mean(&unseen_nmis)),
+    }
 }
 
 /// The identifiability bound's labels: argmax_t of [`World::bayes_type_posterior`] for each

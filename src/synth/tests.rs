@@ -321,6 +321,125 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The annotator-context Bayes posterior equals a brute-force enumeration of the joint over
+    /// the shared type t and every pair's own source s_j:
+    /// P(t, s_1..s_n, pairs) = P(t) prod_j P(s_j | t) p_{s_j}(x_j) pi_ref(y_j1|s_j) pi_ref(y_j2|s_j) Q_t(j),
+    /// summed over all S^n source tuples (the code under test instead multiplies per-pair sums).
+    #[test]
+    fn context_posterior_matches_enumeration((spec, flip) in arb_world_spec(), seed in any::<u64>(),
+                                            n in 1usize..=3) {
+        let world = World::new(&spec, flip, &mut stream(seed, "world"));
+        let pairs = draw(&world, seed, 3 * n);
+        for group in pairs.chunks(n) {
+            let refs: Vec<&PreferencePair> = group.iter().collect();
+            let mut joint = vec![0.0; spec.types];
+            let tuples = spec.sources.pow(n as u32);
+            for (t, j) in joint.iter_mut().enumerate() {
+                let pt = world.type_marginal()[t];
+                if pt == 0.0 {
+                    continue;
+                }
+                for code in 0..tuples {
+                    let mut p = pt;
+                    let mut c = code;
+                    for pair in &refs {
+                        let s = c % spec.sources;
+                        c /= spec.sources;
+                        let mut e = world.source_weights()[s] * world.type_given_source()[s][t] / pt;
+                        for &x in &pair.prompt {
+                            e *= world.prompt_probs[s][x as usize];
+                        }
+                        e *= brute_reference_prob(&world, s, &pair.chosen)
+                            * brute_reference_prob(&world, s, &pair.rejected);
+                        let q = 1.0 / (1.0 + (-(world.reward(t, &pair.prompt, &pair.chosen)
+                            - world.reward(t, &pair.prompt, &pair.rejected)) / spec.bt_temperature).exp());
+                        p *= e * ((1.0 - flip) * q + flip * (1.0 - q));
+                    }
+                    *j += p;
+                }
+            }
+            let total: f64 = joint.iter().sum();
+            prop_assume!(total > 1e-250);
+            let got = world.bayes_type_posterior_multi(&refs);
+            for t in 0..spec.types {
+                prop_assert!((got[t] - joint[t] / total).abs() < 1e-9, "{got:?} vs {joint:?}");
+            }
+            if n == 1 {
+                let single = world.bayes_type_posterior(refs[0]);
+                for t in 0..spec.types {
+                    prop_assert!((got[t] - single[t]).abs() < 1e-9);
+                }
+            }
+        }
+    }
+}
+
+/// More evidence from one annotator can only sharpen the bound: on two-hidden-imbalanced's
+/// world, the context bound with C = 8 is far above the single-pair bound, and C = 0 reproduces
+/// `bayes_argmax_types` exactly.
+#[test]
+fn context_bound_grows_with_context_and_c0_is_the_single_pair_bound() {
+    let scenario = crate::scenario::Scenario::from_toml_str(
+        "[world]\ntypes = 2\ntype_weights = [3.0, 1.0]\ncoupling = 0.0\nreward_scale = 64.0\nannotators = 50\n\
+         [data]\ntrain_pairs = 2000\neval_pairs = 400\nseed = 3\n",
+        "t",
+    )
+    .unwrap();
+    let (world, data) = synthetic_data(&scenario);
+    let b0 = context_bound(&world, &data.train, &data.eval, 0, 3, 5);
+    let single = bayes_argmax_types(&world, &data.eval);
+    let truth: Vec<usize> = data.eval.iter().map(|p| p.group).collect();
+    assert_eq!(b0.nmi, crate::metrics::nmi(&single, &truth));
+    assert_eq!(b0.nmi_se, 0.0);
+    let b8 = context_bound(&world, &data.train, &data.eval, 8, 3, 5);
+    assert!(b8.nmi > b0.nmi + 0.1, "{b8:?} vs {b0:?}");
+    assert!(b8.nmi_se >= 0.0 && b8.nmi_se < 0.05);
+    assert!(b0.nmi_unseen.is_none());
+}
+
+/// `data.heldout_annotators`: the held-out annotators label no training or validation pair,
+/// do label held-out pairs, and h = 0 leaves every split exactly as before.
+#[test]
+fn heldout_annotators_never_reach_training_or_validation() {
+    let toml = |h: f64| {
+        format!(
+            "[world]\nannotators = 40\n[data]\ntrain_pairs = 800\nval_pairs = 100\neval_pairs = 400\nseed = 5\nheldout_annotators = {h}\n"
+        )
+    };
+    let s = crate::scenario::Scenario::from_toml_str(&toml(0.25), "t").unwrap();
+    let held = heldout_annotators(&s);
+    assert_eq!(held.len(), 10);
+    let (_, data) = synthetic_data(&s);
+    assert_eq!(
+        (data.train.len(), data.val.len(), data.eval.len()),
+        (800, 100, 400)
+    );
+    assert!(
+        data.train
+            .iter()
+            .chain(&data.val)
+            .all(|p| !held.contains(&p.annotator))
+    );
+    assert!(data.eval.iter().any(|p| held.contains(&p.annotator)));
+    // h = 0: the same pairs as a scenario that never mentions it.
+    let zero = crate::scenario::Scenario::from_toml_str(&toml(0.0), "t").unwrap();
+    let plain = crate::scenario::Scenario::from_toml_str(
+        "[world]\nannotators = 40\n[data]\ntrain_pairs = 800\nval_pairs = 100\neval_pairs = 400\nseed = 5\n",
+        "t",
+    )
+    .unwrap();
+    assert!(heldout_annotators(&zero).is_empty());
+    assert_eq!(
+        synthetic_data(&zero).1.train,
+        synthetic_data(&plain).1.train
+    );
+    // The held-out pairs are the same with or without held-out annotators.
+    assert_eq!(synthetic_data(&zero).1.eval, data.eval);
+}
+
 /// Balanced opposed types hidden from the prompt (T = 2, d = 1, equal weights, coupling 0, no
 /// length term; METHOD.md §3): r_1 = -r_0, so the label marginal
 /// P(y_w > y_l | x, y) = (Q_0 + Q_1)/2 = 1/2 exactly, the prompt and population oracles score
@@ -531,13 +650,19 @@ fn synthetic_data_uses_named_streams() {
     )
     .unwrap();
     let (world, data) = synthetic_data(&scenario);
-    assert_eq!((data.train.len(), data.eval.len()), (50, 20));
+    assert_eq!(
+        (data.train.len(), data.val.len(), data.eval.len()),
+        (50, 1000, 20)
+    );
     assert_eq!(data.group_names, vec!["type0", "type1", "type2"]);
     assert_eq!((data.vocab, data.groups), (16, 3));
     let expect = World::new(&scenario.world(), 0.0, &mut stream(7, WORLD_STREAM));
     let mut rng = stream(7, EVAL_STREAM);
     let eval: Vec<_> = expect.pairs(&mut rng).take(20).collect();
     assert_eq!(eval, data.eval);
+    let mut rng = stream(7, VAL_STREAM);
+    let val: Vec<_> = expect.pairs(&mut rng).take(1000).collect();
+    assert_eq!(val, data.val);
     assert_eq!(world.thetas(), expect.thetas());
     assert_eq!(synthetic_data(&scenario).1.train, data.train);
 }

@@ -11,6 +11,8 @@
 
 pub mod schedule;
 
+pub use crate::data::context::ContextPool;
+
 use crate::data::batch::PairBatch;
 use crate::data::{PreferenceData, PreferencePair};
 use crate::device::init_on_host;
@@ -27,7 +29,8 @@ use crate::model::reference::score_responses;
 use crate::objective::{LogpForm, Lpc, Objective, PairLogps, PreferenceObjective};
 use crate::rng::{SeededRng, derive_seed, stream};
 use crate::scenario::{
-    CheckpointSelect, LatentKind, PosteriorPool, ResolvedMethod, Scenario, TrainSpec,
+    CheckpointSelect, ContextBatches, LatentKind, PosteriorPool, ResolvedMethod, Scenario,
+    TrainSpec,
 };
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::{AutodiffModule, Module};
@@ -137,6 +140,9 @@ pub enum CodeChoice {
     },
     /// Inference: the code from the prior (expectation, argmax or sample).
     Prior,
+    /// The posterior's point estimate, deterministic: the argmax code of q (discrete), the
+    /// posterior mean (Gaussian), the true type (oracle). Used for the validation objective.
+    Posterior,
     /// A fixed code index per pair (steering with e_k; the oracle's true type).
     Fixed(Vec<usize>),
 }
@@ -155,65 +161,39 @@ pub struct MethodContext<'a> {
     pub method: &'a ResolvedMethod,
     pub objective: Lpc<Objective>,
     pub separator: u32,
-    /// Training pairs grouped by annotator (for the posterior's annotator context).
-    pub by_annotator: Option<Vec<Vec<usize>>>,
+    /// `context_batches = "fresh"`: the training pairs' context pools and the stream
+    /// `context/<label>` the draws come from.
+    fresh_context: Option<(ContextPool<'a>, std::cell::RefCell<SeededRng>)>,
 }
 
 impl<'a> MethodContext<'a> {
-    pub fn new(method: &'a ResolvedMethod, data: &PreferenceData) -> Self {
-        let by_annotator = (method.context > 0).then(|| {
-            let n = data
-                .train
-                .iter()
-                .map(|p| p.annotator + 1)
-                .max()
-                .unwrap_or(0);
-            let mut groups = vec![Vec::new(); n];
-            for (i, p) in data.train.iter().enumerate() {
-                groups[p.annotator].push(i);
-            }
-            groups
-        });
+    pub fn new(method: &'a ResolvedMethod, data: &'a PreferenceData) -> Self {
+        let fresh_context = (method.context > 0 && method.context_batches == ContextBatches::Fresh)
+            .then(|| {
+                (
+                    ContextPool::new(&data.train, &data.train, true, method.context),
+                    std::cell::RefCell::new(stream(0, &format!("context/{}", method.label))),
+                )
+            });
         MethodContext {
             method,
             objective: Lpc::from_method(method),
             separator: data.separator(),
-            by_annotator,
+            fresh_context,
         }
+    }
+
+    /// Seed the fresh-context stream from the run's master seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        if let Some((_, rng)) = &mut self.fresh_context {
+            *rng.get_mut() = stream(seed, &format!("context/{}", self.method.label));
+        }
+        self
     }
 
     /// Whether the base objective consumes reference log-probabilities.
     pub fn needs_reference(&self) -> bool {
         self.objective.needs_reference()
-    }
-
-    /// For each pair, `C` other training pairs by the same annotator (with replacement when the
-    /// annotator has fewer), drawn from `rng`. Returns indices into the training pairs, `N * C`.
-    pub fn context_indices(
-        &self,
-        pairs: &[&PreferencePair],
-        own: &[Option<usize>],
-        rng: &mut SeededRng,
-    ) -> Vec<usize> {
-        let c = self.method.context;
-        let groups = self
-            .by_annotator
-            .as_ref()
-            .expect("context needs annotator groups");
-        let mut out = Vec::with_capacity(pairs.len() * c);
-        for (p, own) in pairs.iter().zip(own) {
-            let pool = groups.get(p.annotator).map(Vec::as_slice).unwrap_or(&[]);
-            let others: Vec<usize> = pool.iter().copied().filter(|i| Some(*i) != *own).collect();
-            for _ in 0..c {
-                if others.is_empty() {
-                    // No other pair by this annotator: the pair is its own context.
-                    out.push(own.unwrap_or(pool.first().copied().unwrap_or(0)));
-                } else {
-                    out.push(others[rng.random_range(0..others.len())]);
-                }
-            }
-        }
-        out
     }
 }
 
@@ -264,7 +244,9 @@ pub fn forward_pairs<B: Backend>(
                 .reshape([n, f]);
         }
         let cbatch = PairBatch::<B>::new(context, ctx.separator, device);
-        let chidden = model.policy.hidden(cbatch.seqs.ids.clone());
+        // Context pairs are read, not trained on: no gradient flows into the backbone through
+        // them (the posterior head still learns from them).
+        let chidden = model.policy.hidden(cbatch.seqs.ids.clone()).detach();
         pool_context(own, read(chidden, &cbatch), method.context)
     };
     let mut code_logits = None;
@@ -273,7 +255,7 @@ pub fn forward_pairs<B: Backend>(
         (Some(heads), _, LatentKind::Oracle) => {
             let idx: Vec<usize> = match choice {
                 CodeChoice::Fixed(k) => k.clone(),
-                _ => pairs
+                CodeChoice::Train { .. } | CodeChoice::Prior | CodeChoice::Posterior => pairs
                     .iter()
                     .map(|p| p.group.min(heads.codebook_size() - 1))
                     .collect(),
@@ -301,6 +283,13 @@ pub fn forward_pairs<B: Backend>(
                     method.inference,
                     rng,
                 )),
+                CodeChoice::Posterior => {
+                    let idx: Vec<usize> = rows_to_host(post_logits.clone())
+                        .iter()
+                        .map(|r| crate::evaluate::argmax(r))
+                        .collect();
+                    heads.code(one_hot_weights(&idx, k, device))
+                }
                 CodeChoice::Fixed(idx) => heads.code(one_hot_weights(idx, k, device)),
             };
             code_logits = Some((post_logits, prior_logits));
@@ -320,6 +309,7 @@ pub fn forward_pairs<B: Backend>(
                         z_q
                     }
                 }
+                CodeChoice::Posterior => heads.project(q.mean.clone()),
                 // Inference and steering use the prior mean (a Gaussian has no code index).
                 CodeChoice::Prior | CodeChoice::Fixed(_) => heads.project(p.mean.clone()),
             };
@@ -420,11 +410,14 @@ pub fn rows_to_host<B: Backend>(t: Tensor<B, 2>) -> Vec<Vec<f64>> {
     flat.chunks(k.max(1)).map(<[f64]>::to_vec).collect()
 }
 
-/// Held-out results of a model with the inference code.
+/// Results of a model on a split of pairs with one code choice.
 #[derive(Debug, Clone, Default)]
 pub struct EvalResult {
-    /// Mean base-objective loss with the inference (prior) code: the selection criterion.
+    /// Mean base-objective loss with the chosen code.
     pub loss: f64,
+    /// Mean training objective with the chosen code: base loss plus lambda KL(q||p) for latent
+    /// methods (the base loss for baselines).
+    pub objective: f64,
     /// Accuracy against observed labels (margin > 0; ties count 1/2).
     pub accuracy: f64,
     /// Mean KL(q||p) (latent methods), else NaN.
@@ -441,6 +434,8 @@ pub struct EvalResult {
 }
 
 /// Evaluate `model` on `pairs` with `choice` (usually [`CodeChoice::Prior`]), without gradients.
+/// Context methods read each pair's annotator context from `pool` ([`ContextPool`] over the same
+/// `pairs`).
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate<B: Backend>(
     model: &MethodModel<B>,
@@ -448,25 +443,24 @@ pub fn evaluate<B: Backend>(
     pairs: &[PreferencePair],
     refs: &ReferenceCache,
     choice: impl Fn(&[PreferencePair]) -> CodeChoice,
-    context_for: impl Fn(usize, &mut SeededRng) -> Vec<usize>,
-    context_pool: &[PreferencePair],
+    pool: &ContextPool,
     rng: &mut SeededRng,
     device: &B::Device,
 ) -> EvalResult {
     let mut margins = Vec::with_capacity(pairs.len());
     let mut base = Vec::with_capacity(pairs.len());
+    let mut objective = Vec::with_capacity(pairs.len());
     let mut kl: Option<Vec<f64>> = None;
     let mut post: Option<Vec<Vec<f64>>> = None;
     let mut prior: Option<Vec<Vec<f64>>> = None;
     for start in (0..pairs.len()).step_by(EVAL_CHUNK) {
         let end = (start + EVAL_CHUNK).min(pairs.len());
         let chunk: Vec<&PreferencePair> = pairs[start..end].iter().collect();
-        let ctx_idx: Vec<usize> = if ctx.method.context > 0 {
-            (start..end).flat_map(|i| context_for(i, rng)).collect()
+        let ctx_pairs: Vec<&PreferencePair> = if ctx.method.context > 0 {
+            (start..end).flat_map(|i| pool.draw(i, rng)).collect()
         } else {
             Vec::new()
         };
-        let ctx_pairs: Vec<&PreferencePair> = ctx_idx.iter().map(|&i| &context_pool[i]).collect();
         let fwd = forward_pairs(
             model,
             ctx,
@@ -480,6 +474,7 @@ pub fn evaluate<B: Backend>(
         let out = pair_loss(ctx, fwd, ctx.method.lambda);
         margins.extend(to_host(out.margins));
         base.extend(to_host(out.base_losses));
+        objective.extend(to_host(out.losses.detach()));
         if let Some(k) = out.kl {
             kl.get_or_insert_with(Vec::new).extend(to_host(k));
         }
@@ -508,6 +503,7 @@ pub fn evaluate<B: Backend>(
     });
     EvalResult {
         loss: base.iter().sum::<f64>() / n,
+        objective: objective.iter().sum::<f64>() / n,
         accuracy,
         kl: kl.as_ref().map_or(f64::NAN, |v| v.iter().sum::<f64>() / n),
         code_perplexity,
@@ -518,20 +514,39 @@ pub fn evaluate<B: Backend>(
     }
 }
 
-/// One row of the training curves.
+/// One row of the training curves: the validation pairs' numbers at one step (the held-out
+/// pairs are never read during training).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CurvePoint {
     pub step: usize,
     /// Mean training loss over the steps since the previous point.
     pub train_loss: f64,
-    /// Held-out base loss with the inference code.
-    pub eval_loss: f64,
-    /// Held-out accuracy against observed labels with the inference code.
-    pub eval_accuracy: f64,
-    /// Held-out mean KL(q||p) (blank for baselines).
-    pub eval_kl: Option<f64>,
-    /// Held-out argmax-posterior code perplexity (blank without a codebook).
+    /// Validation base loss with the inference (prior) code.
+    pub val_loss: f64,
+    /// Validation accuracy against observed labels with the inference code.
+    pub val_accuracy: f64,
+    /// Validation training objective with the posterior's point code: base loss plus lambda
+    /// KL(q||p) (the base loss for baselines). The `best-val` selection criterion.
+    pub val_objective: f64,
+    /// Validation mean KL(q||p) (blank for baselines).
+    pub val_kl: Option<f64>,
+    /// Validation argmax-posterior code perplexity (blank without a codebook).
     pub code_perplexity: Option<f64>,
+    /// NMI of the validation pairs' argmax posterior codes against their true types / groups.
+    pub val_post_nmi: Option<f64>,
+    /// NMI of the validation pairs' argmax prior codes against their true types / groups.
+    pub val_prior_nmi: Option<f64>,
+}
+
+impl CurvePoint {
+    /// The value `select` minimises (`None` for `last`).
+    pub fn criterion(&self, select: CheckpointSelect) -> Option<f64> {
+        match select {
+            CheckpointSelect::Last => None,
+            CheckpointSelect::BestVal => Some(self.val_objective),
+            CheckpointSelect::BestValLoss => Some(self.val_loss),
+        }
+    }
 }
 
 /// How a method's training ended.
@@ -641,12 +656,14 @@ pub fn batch_order(
         .collect()
 }
 
-/// The optimiser every method trains with: Adam (burn's defaults: beta 0.9/0.999, eps 1e-5)
-/// with the scenario's global gradient-norm clip (`train.grad_clip`, 0 = off).
+/// The optimiser every method trains with: Adam (beta 0.9/0.999, eps 1e-8 as in PyTorch and
+/// the original paper; burn's default is 1e-5) with the scenario's gradient-norm clip
+/// (`train.grad_clip`, 0 = off). burn clips **per parameter tensor**: each tensor's gradient
+/// is rescaled to norm <= `grad_clip` on its own, not the global norm over all tensors.
 pub fn method_optimizer<B: AutodiffBackend>(
     train: &TrainSpec,
 ) -> OptimizerAdaptor<Adam, MethodModel<B>, B> {
-    let mut cfg = AdamConfig::new();
+    let mut cfg = AdamConfig::new().with_epsilon(1e-8);
     if train.grad_clip > 0.0 {
         cfg = cfg.with_grad_clipping(Some(GradientClippingConfig::Norm(train.grad_clip as f32)));
     }
@@ -676,7 +693,7 @@ impl StepSchedule {
             lr: schedule::learning_rate(
                 method.lr,
                 scenario.train.lr_warmup_steps,
-                scenario.train.schedule,
+                method.schedule,
                 step,
                 total,
             ),
@@ -724,13 +741,20 @@ pub fn train_step<B: AutodiffBackend, O: Optimizer<MethodModel<B>, B>>(
         relaxation: Relaxation::from_hard(ctx.method.hard),
         g: plan.g,
     };
+    // Grouped context batches (`annotator_batch_order`) are their own context, so no extra
+    // pairs are passed; fresh context draws C training pairs of each pair's annotator.
+    let context: Vec<&PreferencePair> = match &ctx.fresh_context {
+        Some((pool, rng)) => {
+            let mut rng = rng.borrow_mut();
+            idx.iter().flat_map(|&i| pool.draw(i, &mut rng)).collect()
+        }
+        None => Vec::new(),
+    };
     let fwd = forward_pairs(
         &model,
         ctx,
         &pairs,
-        // Context methods train on annotator-grouped batches (`annotator_batch_order`): each
-        // run of C + 1 pairs is its own context, so no extra pairs are passed.
-        &[],
+        &context,
         (&rc, &rr),
         &choice,
         noise_rng,
@@ -752,8 +776,79 @@ pub fn train_step<B: AutodiffBackend, O: Optimizer<MethodModel<B>, B>>(
     }
 }
 
-/// Train one method from `start` on `data.train`, evaluating on `data.eval` every
-/// `train.eval_every` steps and at the end.
+/// Validation numbers of `model` at one step: one pass with the inference (prior) code
+/// (loss, accuracy, KL, code use, NMI) and, for methods with a posterior, one with the
+/// posterior's point code (the training objective).
+#[allow(clippy::too_many_arguments)]
+pub fn validate_point<B: Backend>(
+    model: &MethodModel<B>,
+    ctx: &MethodContext,
+    data: &PreferenceData,
+    val_refs: &ReferenceCache,
+    step: usize,
+    train_loss: f64,
+    seed: u64,
+    device: &B::Device,
+) -> CurvePoint {
+    let pool = ContextPool::new(&data.train, &data.val, false, ctx.method.context);
+    let mut rng = stream(seed, &format!("val/{}/{step}", ctx.method.label));
+    let prior = evaluate(
+        model,
+        ctx,
+        &data.val,
+        val_refs,
+        |_| CodeChoice::Prior,
+        &pool,
+        &mut rng,
+        device,
+    );
+    let has_posterior = matches!(
+        ctx.method.name.latent,
+        LatentKind::Lpc | LatentKind::Gaussian
+    );
+    let objective = if has_posterior {
+        let mut rng = stream(seed, &format!("val/{}/{step}/posterior", ctx.method.label));
+        evaluate(
+            model,
+            ctx,
+            &data.val,
+            val_refs,
+            |_| CodeChoice::Posterior,
+            &pool,
+            &mut rng,
+            device,
+        )
+        .objective
+    } else {
+        prior.objective
+    };
+    let truth: Vec<usize> = data.val.iter().map(|p| p.group).collect();
+    let nmi = |rows: &Option<Vec<Vec<f64>>>| {
+        rows.as_ref().map(|r| {
+            let codes: Vec<usize> = r.iter().map(|x| crate::evaluate::argmax(x)).collect();
+            crate::metrics::nmi(&codes, &truth)
+        })
+    };
+    CurvePoint {
+        step,
+        train_loss,
+        val_loss: prior.loss,
+        val_accuracy: prior.accuracy,
+        val_objective: objective,
+        val_kl: prior.kl.is_finite().then_some(prior.kl),
+        code_perplexity: prior
+            .code_perplexity
+            .is_finite()
+            .then_some(prior.code_perplexity),
+        val_post_nmi: nmi(&prior.posterior),
+        val_prior_nmi: nmi(&prior.prior),
+    }
+}
+
+/// Train one method from `start` on `data.train`, evaluating on the validation pairs
+/// `data.val` every `train.eval_every` steps and after the last step, and keep the checkpoint
+/// `train.select` picks from those validation numbers. The held-out pairs `data.eval` are never
+/// read here. With no validation pairs, the last step is kept.
 #[allow(clippy::too_many_arguments)]
 pub fn train_method<B: AutodiffBackend>(
     scenario: &Scenario,
@@ -761,15 +856,15 @@ pub fn train_method<B: AutodiffBackend>(
     data: &PreferenceData,
     start: &Policy<B>,
     train_refs: &ReferenceCache,
-    eval_refs: &ReferenceCache,
+    val_refs: &ReferenceCache,
     observer: &mut dyn TrainObserver,
     device: &B::Device,
 ) -> TrainedMethod<B> {
     let seed = scenario.data.seed;
     let clock = std::time::Instant::now();
-    let ctx = MethodContext::new(method, data);
+    let ctx = MethodContext::new(method, data).with_seed(seed);
     let total = total_steps(scenario, method, data.train.len());
-    let batches = if method.context > 0 {
+    let batches = if method.context > 0 && method.context_batches == ContextBatches::Grouped {
         annotator_batch_order(
             &data.train,
             scenario.train.batch_size,
@@ -789,37 +884,10 @@ pub fn train_method<B: AutodiffBackend>(
     let mut since_eval = (0.0, 0usize);
     let mut steps_done = 0;
     let eval_every = scenario.train.eval_every;
-
-    let run_eval = |model: &MethodModel<B>, step: usize, since: (f64, usize)| -> CurvePoint {
-        let valid = model.valid();
-        let mut rng = stream(seed, &format!("eval/{}/{step}", method.label));
-        let inner_ctx = MethodContext::new(method, data);
-        let res = evaluate(
-            &valid,
-            &inner_ctx,
-            &data.eval,
-            eval_refs,
-            |_| CodeChoice::Prior,
-            |i, rng| eval_context(&data.eval, &inner_ctx, i, rng),
-            &data.train,
-            &mut rng,
-            device,
-        );
-        CurvePoint {
-            step,
-            train_loss: if since.1 > 0 {
-                since.0 / since.1 as f64
-            } else {
-                f64::NAN
-            },
-            eval_loss: res.loss,
-            eval_accuracy: res.accuracy,
-            eval_kl: res.kl.is_finite().then_some(res.kl),
-            code_perplexity: res
-                .code_perplexity
-                .is_finite()
-                .then_some(res.code_perplexity),
-        }
+    let select = if data.val.is_empty() {
+        CheckpointSelect::Last
+    } else {
+        scenario.train.select
     };
 
     for (step, idx) in batches.iter().enumerate() {
@@ -844,24 +912,36 @@ pub fn train_method<B: AutodiffBackend>(
         steps_done = step + 1;
         since_eval = (since_eval.0 + loss_value, since_eval.1 + 1);
         observer.on_step(step, loss_value);
-        if steps_done % eval_every == 0 || steps_done == total {
-            let point = run_eval(&model, steps_done, since_eval);
+        if (steps_done % eval_every == 0 || steps_done == total) && !data.val.is_empty() {
+            let train_loss = since_eval.0 / since_eval.1.max(1) as f64;
+            let point = validate_point(
+                &model.valid(),
+                &ctx,
+                data,
+                val_refs,
+                steps_done,
+                train_loss,
+                seed,
+                device,
+            );
             since_eval = (0.0, 0);
             observer.on_eval(&point);
-            if !point.eval_loss.is_finite() {
+            if !point.val_loss.is_finite() || !point.val_objective.is_finite() {
                 status = TrainStatus::Diverged { step };
                 curve.push(point);
                 break;
             }
-            if best.as_ref().is_none_or(|(l, _, _)| point.eval_loss < *l) {
-                best = Some((point.eval_loss, steps_done, model.clone()));
+            if let Some(c) = point.criterion(select)
+                && best.as_ref().is_none_or(|(b, _, _)| c < *b)
+            {
+                best = Some((c, steps_done, model.clone()));
             }
             curve.push(point);
         }
     }
-    let (model, selected_step) = match (scenario.train.select, best) {
-        (CheckpointSelect::BestEvalLoss, Some((_, s, m))) => (m, s),
-        _ => (model, steps_done),
+    let (model, selected_step) = match best {
+        Some((_, s, m)) => (m, s),
+        None => (model, steps_done),
     };
     TrainedMethod {
         model,
@@ -871,17 +951,6 @@ pub fn train_method<B: AutodiffBackend>(
         selected_step,
         seconds: clock.elapsed().as_secs_f64(),
     }
-}
-
-/// Annotator-context indices (into the training pairs) for held-out pair `i`: `C` training
-/// pairs by the same annotator. Held-out pairs are never their own context.
-pub fn eval_context(
-    eval: &[PreferencePair],
-    ctx: &MethodContext,
-    i: usize,
-    rng: &mut SeededRng,
-) -> Vec<usize> {
-    ctx.context_indices(&[&eval[i]], &[None], rng)
 }
 
 #[cfg(all(test, feature = "flex"))]
@@ -927,7 +996,7 @@ mod tests {
         let device = Default::default();
         let reference = start.valid();
         let refs = ReferenceCache::compute(&reference, &data.train, data.separator());
-        let eval_refs = ReferenceCache::compute(&reference, &data.eval, data.separator());
+        let val_refs = ReferenceCache::compute(&reference, &data.val, data.separator());
         let mut scenario_last = scenario.clone();
         scenario_last.train.select = CheckpointSelect::Last;
         let trained = train_method(
@@ -936,7 +1005,7 @@ mod tests {
             &data,
             &start,
             &refs,
-            &eval_refs,
+            &val_refs,
             &mut Silent,
             &device,
         );
@@ -971,6 +1040,55 @@ mod tests {
         // And the steps did move the policy away from the start.
         let start_model = MethodModel::init(method, &start, seed, &device);
         assert_ne!(fingerprint(&start_model, &data), fingerprint(&model, &data));
+    }
+
+    /// Model selection never reads the held-out pairs: swapping the labels of every held-out
+    /// pair (and reversing their order) leaves the selected step and every validation number of
+    /// the curve unchanged, bit for bit; changing the validation labels does change them.
+    #[test]
+    fn held_out_labels_cannot_influence_selection() {
+        let (mut scenario, data, start) = smoke("lpc-dpo", 40);
+        scenario.train.eval_every = 10;
+        let method = &scenario.resolved_methods()[0];
+        let device = Default::default();
+        let reference = start.valid();
+        let refs = ReferenceCache::compute(&reference, &data.train, data.separator());
+        let val_refs = ReferenceCache::compute(&reference, &data.val, data.separator());
+        let run = |d: &PreferenceData, val_refs: &ReferenceCache| {
+            let t = train_method(
+                &scenario,
+                method,
+                d,
+                &start,
+                &refs,
+                val_refs,
+                &mut Silent,
+                &device,
+            );
+            let curve = serde_json::to_string(&t.curve).unwrap();
+            // Weights compared on the original held-out prompts.
+            (t.selected_step, curve, fingerprint(&t.model, &data))
+        };
+        let base = run(&data, &val_refs);
+        let mut permuted = data.clone();
+        permuted.eval.reverse();
+        for p in &mut permuted.eval {
+            std::mem::swap(&mut p.chosen, &mut p.rejected);
+        }
+        let after = run(&permuted, &val_refs);
+        assert_eq!(base.0, after.0, "selected step");
+        assert_eq!(base.1, after.1, "validation curve");
+        assert_eq!(base.2, after.2, "selected weights");
+        let mut swapped_val = data.clone();
+        for p in &mut swapped_val.val {
+            std::mem::swap(&mut p.chosen, &mut p.rejected);
+        }
+        let swapped_refs = ReferenceCache {
+            chosen: val_refs.rejected.clone(),
+            rejected: val_refs.chosen.clone(),
+        };
+        let other = run(&swapped_val, &swapped_refs);
+        assert_ne!(base.1, other.1, "validation labels must matter");
     }
 
     #[test]

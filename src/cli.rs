@@ -22,10 +22,17 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check scenario files and print each one resolved (every default filled in) with its
-    /// resource estimate (memory by part, work) as comments, or a clear error naming the file,
-    /// field or line and the rule broken.
+    /// Check scenario files and print each one resolved (every default filled in, methods
+    /// included) with its resource estimate (memory by part, work) as comments, or a clear error
+    /// naming the file, field or line and the rule broken. For real data, also check that the
+    /// files exist and are readable and that the fields the scenario names are present in their
+    /// first records.
     Validate(ValidateArgs),
+    /// Load a scenario's data without training: print the load table (lines, pairs, ties,
+    /// identical, truncated prompts/responses, skipped by reason), the group sizes on each side
+    /// of the split and the reference baselines; fails as `run` would when too many pairs are
+    /// dropped (data.max_drop_fraction). Takes seconds.
+    Inspect(InspectArgs),
     /// Generate a synthetic world's pairs as JSON Lines (train.jsonl, eval.jsonl) plus
     /// world.json (its parameters) and summary.csv (measured distance statistics and the exact
     /// accuracy ceilings).
@@ -72,7 +79,8 @@ pub struct GenerateArgs {
     /// Replace output files that already exist.
     #[arg(long)]
     pub force: bool,
-    /// Override the scenario's master seed (data.seed).
+    /// Override the scenario's master seed (data.seed). It re-draws the world's parameters and
+    /// every pair.
     #[arg(long)]
     pub seed: Option<u64>,
     /// Do not print the summary table.
@@ -118,10 +126,27 @@ pub struct RunArgs {
     /// CPU threads for the tensor backend (0 = all cores). Default: the scenario's train.threads.
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Override the scenario's master seed (data.seed).
+    /// Override the scenario's master seed (data.seed). It re-draws everything random: the
+    /// synthetic world and its pairs (real data: the train/held-out split of the prompts and the
+    /// subsets kept by data.train_pairs / data.eval_pairs), model initialisation, warm-up and
+    /// batch order, code sampling, and the shuffled-code NMI null.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Real data: skip malformed lines (they are counted and reported) instead of failing.
+    /// Real data: skip malformed records (they are counted by reason and reported) instead of
+    /// failing. Skipped records count as dropped pairs (data.max_drop_fraction).
+    #[arg(long)]
+    pub skip_invalid: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Scenario file.
+    pub scenario: PathBuf,
+    /// Override the scenario's master seed (data.seed): re-draws the split (real data) or the
+    /// world and its pairs (synthetic).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Real data: skip malformed records (counted by reason) instead of failing.
     #[arg(long)]
     pub skip_invalid: bool,
 }
@@ -182,6 +207,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate(a) => crate::commands::validate::run(&a),
+        Command::Inspect(a) => crate::commands::inspect::run(&a),
         Command::Generate(a) => crate::commands::generate::run(&a),
         Command::Score(a) => crate::commands::score::run(&a),
         Command::Run(a) => crate::commands::run::run(&a),

@@ -200,6 +200,7 @@ pub fn check_bounds(s: &Scenario) -> Result<(), RuleError> {
 pub fn pair_counts(s: &Scenario) -> Vec<(&'static str, usize)> {
     vec![
         ("data.train_pairs", s.data.train_pairs),
+        ("data.val_pairs", s.data.val_pairs()),
         ("data.eval_pairs", s.data.eval_pairs),
     ]
 }
@@ -378,7 +379,9 @@ pub fn estimate(s: &Scenario) -> Estimate {
     );
     let b = s.train.batch_size as f64;
     let train_pairs = s.data.train_pairs as f64;
-    let eval_pairs = s.data.eval_pairs as f64;
+    // Evaluations during training read the validation pairs; the held-out pairs are scored
+    // once at the end. Both are counted as evaluated pairs here (an upper bound).
+    let eval_pairs = (s.data.eval_pairs + s.data.val_pairs()) as f64;
     let model_fields = vec![
         format!("model.d_model = {}", m.d_model),
         format!("model.layers = {}", m.layers),
@@ -726,13 +729,14 @@ mod tests {
 
     #[test]
     fn pairs_part_follows_its_formula() {
-        // N (136 + 4 (Lp + 2 Lr)) with N = 400 + 40, Lp = 4, Lr = 4: 440 · 184 bytes.
+        // N (136 + 4 (Lp + 2 Lr)) with N = 400 + 60 + 40 (train, validation, held-out),
+        // Lp = 4, Lr = 4: 500 · 184 bytes.
         let s = scenario(
-            "[world]\nprompt_len = 4\nresponse_len = 4\n[data]\ntrain_pairs = 400\neval_pairs = 40",
+            "[world]\nprompt_len = 4\nresponse_len = 4\n[data]\ntrain_pairs = 400\nval_pairs = 60\neval_pairs = 40",
         );
         let e = estimate(&s);
         let pairs = e.parts.iter().find(|p| p.name == "pairs").unwrap();
-        assert_eq!(pairs.bytes, 440.0 * 184.0);
+        assert_eq!(pairs.bytes, 500.0 * 184.0);
         assert!(pairs.fields.contains(&"data.train_pairs = 400".to_string()));
     }
 

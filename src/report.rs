@@ -45,13 +45,27 @@ fn cell(t: &Table, row: usize, col: &str) -> String {
 
 /// The `summary.md` of one run: the world, its ceilings and bounds, then one line per method.
 pub fn run_summary(scenario: &Scenario, metrics: &Table) -> String {
+    run_summary_with(scenario, metrics, None)
+}
+
+/// [`run_summary`], with a real-data run's reference points (groups and their sizes, baselines,
+/// the shuffled-code NMI null, per-group accuracy with small groups flagged) after the methods.
+pub fn run_summary_with(
+    scenario: &Scenario,
+    metrics: &Table,
+    reference: Option<&crate::baselines::RealReference>,
+) -> String {
     let mut s = String::new();
     s.push_str(&format!("# {} — lpc-bench run\n\n", scenario.name));
     if !scenario.description.is_empty() {
         s.push_str(&format!("{}\n\n", scenario.description.trim()));
     }
     if scenario.is_real_data() {
-        s.push_str("Data: real preference files (see `scenario.resolved.toml`); groups are the files' group labels.\n\n");
+        s.push_str("Data: real preference files (see `scenario.resolved.toml`); groups are the files' group labels.");
+        if reference.is_some() {
+            s.push_str(" What was read, kept, tied and dropped is in `load.md`; reference points follow the methods.");
+        }
+        s.push_str("\n\n");
     } else {
         let w = scenario.world();
         s.push_str(&format!(
@@ -121,13 +135,17 @@ pub fn run_summary(scenario: &Scenario, metrics: &Table) -> String {
         }
         s.push('\n');
     }
+    if let Some(r) = reference {
+        s.push('\n');
+        s.push_str(&r.summary_markdown(metrics));
+    }
     let groups: Vec<String> = metrics
         .columns
         .iter()
         .filter_map(|c| c.strip_prefix("acc_obs_").map(str::to_string))
         .filter(|g| g != "worst_group")
         .collect();
-    if !groups.is_empty() {
+    if !groups.is_empty() && reference.is_none() {
         s.push_str("\n## Per-group accuracy vs observed labels (prior code)\n\n| method |");
         for g in &groups {
             s.push_str(&format!(" {g} |"));

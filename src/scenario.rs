@@ -252,6 +252,12 @@ pub struct DataSpec {
     /// `files[].path`). Default `byte`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokenizer: Option<String>,
+    /// Real data: the largest share of a file's pairs that may be dropped (invalid records skipped
+    /// with `--skip-invalid`, empty responses, responses identical after truncation) before a run
+    /// refuses to start, in [0, 1]. Ties are counted but are not drops. Default 0.2
+    /// (`data::real::DEFAULT_MAX_DROP_FRACTION`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_drop_fraction: Option<f64>,
     /// Real preference files. Empty (the default) means the scenario uses a synthetic world.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<DataFile>,
@@ -269,6 +275,7 @@ impl Default for DataSpec {
             max_prompt_tokens: None,
             max_response_tokens: None,
             tokenizer: None,
+            max_drop_fraction: None,
             files: Vec::new(),
         }
     }
@@ -295,6 +302,11 @@ impl DataSpec {
     pub fn max_response_tokens(&self) -> usize {
         self.max_response_tokens.unwrap_or(64)
     }
+    /// Largest share of a file's pairs that may be dropped, resolved (default 0.2).
+    pub fn max_drop_fraction(&self) -> f64 {
+        self.max_drop_fraction
+            .unwrap_or(crate::data::real::DEFAULT_MAX_DROP_FRACTION)
+    }
     /// Tokeniser spec for real data, resolved (default `byte`).
     pub fn tokenizer(&self) -> &str {
         self.tokenizer.as_deref().unwrap_or(BYTE_TOKENIZER)
@@ -311,8 +323,8 @@ pub const BYTE_TOKENIZER: &str = "byte";
 ///
 /// Paths: an absolute path is used as is; a relative one is resolved against the directory the
 /// run starts in (the project root), so the shipped scenarios name the data beside the project as
-/// `../shared/data/...`. Files are JSON Lines, gzip-compressed or plain (told apart by the gzip
-/// magic bytes).
+/// `../shared/data/...`. Files are JSON Lines or one JSON array, gzip-compressed or plain (both
+/// told by content). Every key is documented with worked examples in `docs/DATA.md`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataFile {
@@ -320,26 +332,27 @@ pub struct DataFile {
     pub path: PathBuf,
     /// Record layout. Required.
     pub format: DataFormat,
-    /// Fixed group label for every pair of this file (`hh-rlhf`, `jsonl`). Exactly one of
-    /// `group` and `group_field` is required for those formats.
+    /// Fixed group label for every pair of this file (`hh-rlhf`, `jsonl`, `pairwise`). Exactly
+    /// one of `group` and `group_field` is required for those formats (none with `pairwise`
+    /// votes and `annotator_as = "group"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    /// Name of a record field holding the group label (`hh-rlhf`, `jsonl`).
+    /// Name of a record field holding the group label (`hh-rlhf`, `jsonl`, `pairwise`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_field: Option<String>,
     /// Read only the first `limit` valid records. Default: all. Must be >= 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
-    /// `jsonl` only: the prompt field. Default `prompt`. The field may be absent from a record
+    /// `jsonl` and `pairwise`: the prompt field. Default `prompt`. The field may be absent from a record
     /// whose chosen and rejected are message lists (the prompt is then the turns before the last
     /// assistant turn).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_field: Option<String>,
-    /// `jsonl` only: the chosen field (a string, or a `[{role, content}]` message list ending in
+    /// `jsonl` and `pairwise` (without a label or votes): the chosen field (a string, or a `[{role, content}]` message list ending in
     /// an assistant turn). Default `chosen`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chosen_field: Option<String>,
-    /// `jsonl` only: the rejected field, like `chosen_field`. Default `rejected`.
+    /// `jsonl` and `pairwise` (without a label or votes): the rejected field, like `chosen_field`. Default `rejected`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected_field: Option<String>,
     /// `ultrafeedback` and `pku-saferlhf` only: which preferences to build pairs from; each is a
@@ -349,6 +362,77 @@ pub struct DataFile {
     /// (safer_response_id); default both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aspects: Option<Vec<String>>,
+    /// `pairwise` only: several prompt fields (strings; a null or empty one is left out), joined
+    /// with `prompt_separator`. Excludes `prompt_field`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_fields: Option<Vec<String>>,
+    /// `pairwise` only: what joins the `prompt_fields`. Default `"\n\n"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_separator: Option<String>,
+    /// `pairwise` only: the field of the first response (with `label_field` or `vote_fields`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_field: Option<String>,
+    /// `pairwise` only: the field of the second response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_field: Option<String>,
+    /// `pairwise` only: a list field holding the responses; `response_indices` picks the first
+    /// and the second (excludes `first_field` / `second_field`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responses_field: Option<String>,
+    /// `pairwise` only: the 0-based indices of the first and second response in
+    /// `responses_field`. Default `[0, 1]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_indices: Option<[usize; 2]>,
+    /// `pairwise` only: a field whose value, looked up in `label_map`, says which response won.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_field: Option<String>,
+    /// `pairwise` only: per-annotator vote fields; each vote (looked up in `label_map`) gives
+    /// one pair, and the field name is the annotator id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vote_fields: Option<Vec<String>>,
+    /// `pairwise` only: label or vote value (as text: `0`, `1`, `"tie"`, `true`) → `first`,
+    /// `second` or `tie`. Required with `label_field` and `vote_fields`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_map: Option<std::collections::BTreeMap<String, Outcome>>,
+    /// `pairwise` with `vote_fields` only: where the annotator id goes, `annotator` (the pair's
+    /// annotator; the default) or `group` (the pair's group, instead of `group`/`group_field`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotator_as: Option<AnnotatorAs>,
+}
+
+/// What a `pairwise` label or vote says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The first response won.
+    First,
+    /// The second response won.
+    Second,
+    /// Neither: the pair is dropped and counted as a tie.
+    Tie,
+}
+
+/// Where a `pairwise` vote's annotator id goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnnotatorAs {
+    /// The pair's `annotator` (numbered in order of first appearance); the group comes from
+    /// `group` or `group_field`.
+    #[default]
+    Annotator,
+    /// The pair's group.
+    Group,
+}
+
+/// How a `pairwise` file says which response won (see [`DataFile::winner`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WinnerBy {
+    /// `chosen_field` / `rejected_field`.
+    ChosenRejected,
+    /// `label_field` with `label_map`.
+    Label,
+    /// `vote_fields` with `label_map`.
+    Votes,
 }
 
 /// Record layout of a real preference file.
@@ -366,6 +450,10 @@ pub enum DataFormat {
     /// PKU-SafeRLHF: `prompt`, `response_0/1`, `better_response_id`, `safer_response_id`.
     #[serde(rename = "pku-saferlhf")]
     PkuSafeRlhf,
+    /// General pairwise records: responses by field or list index, the winner by
+    /// chosen/rejected fields, a mapped label or per-annotator votes (see `docs/DATA.md`).
+    #[serde(rename = "pairwise")]
+    Pairwise,
 }
 
 impl DataFormat {
@@ -376,6 +464,7 @@ impl DataFormat {
             DataFormat::Jsonl => "jsonl",
             DataFormat::UltraFeedback => "ultrafeedback",
             DataFormat::PkuSafeRlhf => "pku-saferlhf",
+            DataFormat::Pairwise => "pairwise",
         }
     }
 
@@ -391,7 +480,7 @@ impl DataFormat {
                 "fine-grained_score",
             ],
             DataFormat::PkuSafeRlhf => &["helpful", "safe"],
-            DataFormat::HhRlhf | DataFormat::Jsonl => &[],
+            DataFormat::HhRlhf | DataFormat::Jsonl | DataFormat::Pairwise => &[],
         }
     }
 
@@ -422,6 +511,120 @@ impl DataFile {
             chosen_field: None,
             rejected_field: None,
             aspects: None,
+            prompt_fields: None,
+            prompt_separator: None,
+            first_field: None,
+            second_field: None,
+            responses_field: None,
+            response_indices: None,
+            label_field: None,
+            vote_fields: None,
+            label_map: None,
+            annotator_as: None,
+        }
+    }
+    /// How a `pairwise` file names its winner: votes when `vote_fields` is set, a label when
+    /// `label_field` is, chosen/rejected fields otherwise.
+    pub fn winner(&self) -> WinnerBy {
+        if self.vote_fields.is_some() {
+            WinnerBy::Votes
+        } else if self.label_field.is_some() {
+            WinnerBy::Label
+        } else {
+            WinnerBy::ChosenRejected
+        }
+    }
+    /// `pairwise` prompt separator, resolved (default `"\n\n"`).
+    pub fn prompt_separator(&self) -> &str {
+        self.prompt_separator.as_deref().unwrap_or("\n\n")
+    }
+    /// `pairwise` response indices into `responses_field`, resolved (default `[0, 1]`).
+    pub fn response_indices(&self) -> [usize; 2] {
+        self.response_indices.unwrap_or([0, 1])
+    }
+    /// `pairwise` annotator placement, resolved (default `annotator`).
+    pub fn annotator_as(&self) -> AnnotatorAs {
+        self.annotator_as.unwrap_or_default()
+    }
+    /// Every record field this entry names (for `validate`'s look at the first records): the
+    /// prompt, response, label, vote and group fields of its format.
+    pub fn named_fields(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        match self.format {
+            DataFormat::HhRlhf => out.extend(["chosen".to_string(), "rejected".to_string()]),
+            DataFormat::UltraFeedback => {
+                out.extend(["instruction".to_string(), "completions".to_string()])
+            }
+            DataFormat::PkuSafeRlhf => out.extend(
+                ["prompt", "response_0", "response_1"]
+                    .iter()
+                    .map(|s| s.to_string()),
+            ),
+            DataFormat::Jsonl => {
+                out.push(self.chosen_field().to_string());
+                out.push(self.rejected_field().to_string());
+            }
+            DataFormat::Pairwise => {
+                match &self.prompt_fields {
+                    Some(fields) => out.extend(fields.iter().cloned()),
+                    // With chosen/rejected message lists the default prompt field may be absent.
+                    None if self.winner() == WinnerBy::ChosenRejected
+                        && self.prompt_field.is_none() => {}
+                    None => out.push(self.prompt_field().to_string()),
+                }
+                match self.winner() {
+                    WinnerBy::ChosenRejected => {
+                        out.push(self.chosen_field().to_string());
+                        out.push(self.rejected_field().to_string());
+                    }
+                    by => {
+                        match &self.responses_field {
+                            Some(f) => out.push(f.clone()),
+                            None => out.extend(
+                                [&self.first_field, &self.second_field]
+                                    .into_iter()
+                                    .flatten()
+                                    .cloned(),
+                            ),
+                        }
+                        if by == WinnerBy::Label {
+                            out.extend(self.label_field.iter().cloned());
+                        } else {
+                            out.extend(self.vote_fields.iter().flatten().cloned());
+                        }
+                    }
+                }
+            }
+        }
+        out.extend(self.group_field.iter().cloned());
+        out
+    }
+    /// Fill in the `pairwise` defaults (for `scenario.resolved.toml`).
+    pub fn resolve_pairwise(&mut self) {
+        if self.format != DataFormat::Pairwise {
+            return;
+        }
+        if self.prompt_fields.is_some() {
+            self.prompt_separator = Some(self.prompt_separator().to_string());
+        } else {
+            self.prompt_field = Some(self.prompt_field().to_string());
+        }
+        match self.winner() {
+            WinnerBy::ChosenRejected => {
+                self.chosen_field = Some(self.chosen_field().to_string());
+                self.rejected_field = Some(self.rejected_field().to_string());
+            }
+            WinnerBy::Votes => {
+                self.annotator_as = Some(self.annotator_as());
+                if self.responses_field.is_some() {
+                    self.response_indices = Some(self.response_indices());
+                }
+            }
+            WinnerBy::Label => {
+                if self.responses_field.is_some() {
+                    self.response_indices = Some(self.response_indices());
+                }
+            }
         }
     }
     /// `jsonl` prompt field, resolved (default `prompt`).
@@ -449,6 +652,161 @@ impl DataFile {
         }
     }
 
+    /// Rules of the `pairwise` keys (and that no other format sets them).
+    fn validate_pairwise(&self, i: usize) -> Result<(), RuleError> {
+        let f = |name: &str| format!("data.files[{i}].{name}");
+        let set: [(&str, bool); 10] = [
+            ("prompt_fields", self.prompt_fields.is_some()),
+            ("prompt_separator", self.prompt_separator.is_some()),
+            ("first_field", self.first_field.is_some()),
+            ("second_field", self.second_field.is_some()),
+            ("responses_field", self.responses_field.is_some()),
+            ("response_indices", self.response_indices.is_some()),
+            ("label_field", self.label_field.is_some()),
+            ("vote_fields", self.vote_fields.is_some()),
+            ("label_map", self.label_map.is_some()),
+            ("annotator_as", self.annotator_as.is_some()),
+        ];
+        if self.format != DataFormat::Pairwise {
+            if let Some((name, _)) = set.iter().find(|(_, s)| *s) {
+                return Err(rule(f(name), "applies only to format = \"pairwise\""));
+            }
+            return Ok(());
+        }
+        let non_empty = |v: &Option<String>, name: &str| match v {
+            Some(s) if s.is_empty() => Err(rule(f(name), "must not be empty")),
+            _ => Ok(()),
+        };
+        for (v, name) in [
+            (&self.first_field, "first_field"),
+            (&self.second_field, "second_field"),
+            (&self.responses_field, "responses_field"),
+            (&self.label_field, "label_field"),
+        ] {
+            non_empty(v, name)?;
+        }
+        for (v, name) in [
+            (&self.prompt_fields, "prompt_fields"),
+            (&self.vote_fields, "vote_fields"),
+        ] {
+            if let Some(list) = v {
+                if list.is_empty() {
+                    return Err(rule(f(name), "must name at least one field"));
+                }
+                if let Some(j) = (0..list.len()).find(|&j| list[j].is_empty()) {
+                    return Err(rule(f(name), format!("entry {j} must not be empty")));
+                }
+                if let Some(j) = (1..list.len()).find(|&j| list[..j].contains(&list[j])) {
+                    return Err(rule(f(name), format!("names '{}' twice", list[j])));
+                }
+            }
+        }
+        if self.prompt_fields.is_some() && self.prompt_field.is_some() {
+            return Err(rule(
+                f("prompt_fields"),
+                "cannot be combined with prompt_field (name one field there, or several here)",
+            ));
+        }
+        if self.prompt_separator.is_some() && self.prompt_fields.is_none() {
+            return Err(rule(
+                f("prompt_separator"),
+                "applies only with prompt_fields",
+            ));
+        }
+        if self.label_field.is_some() && self.vote_fields.is_some() {
+            return Err(rule(
+                f("vote_fields"),
+                "cannot be combined with label_field (the winner comes from one label or from votes)",
+            ));
+        }
+        if self.annotator_as.is_some() && self.vote_fields.is_none() {
+            return Err(rule(f("annotator_as"), "applies only with vote_fields"));
+        }
+        match self.winner() {
+            WinnerBy::ChosenRejected => {
+                for (name, on) in &set[2..] {
+                    if *on {
+                        return Err(rule(
+                            f(name),
+                            "applies only with label_field or vote_fields (which say which response won)",
+                        ));
+                    }
+                }
+            }
+            WinnerBy::Label | WinnerBy::Votes => {
+                for (v, name) in [
+                    (&self.chosen_field, "chosen_field"),
+                    (&self.rejected_field, "rejected_field"),
+                ] {
+                    if v.is_some() {
+                        return Err(rule(
+                            f(name),
+                            "cannot be combined with label_field or vote_fields (use first_field \
+                             and second_field, or responses_field)",
+                        ));
+                    }
+                }
+                match (&self.first_field, &self.second_field, &self.responses_field) {
+                    (Some(a), Some(b), None) => {
+                        if a == b {
+                            return Err(rule(f("second_field"), "must differ from first_field"));
+                        }
+                    }
+                    (None, None, Some(_)) => {}
+                    (_, _, Some(_)) => {
+                        return Err(rule(
+                            f("responses_field"),
+                            "cannot be combined with first_field / second_field",
+                        ));
+                    }
+                    (_, _, None) => {
+                        return Err(rule(
+                            f("first_field"),
+                            "first_field and second_field (or responses_field) must be set with \
+                             label_field or vote_fields",
+                        ));
+                    }
+                }
+                if self.response_indices.is_some() && self.responses_field.is_none() {
+                    return Err(rule(
+                        f("response_indices"),
+                        "applies only with responses_field",
+                    ));
+                }
+                let [a, b] = self.response_indices();
+                if a == b {
+                    return Err(rule(
+                        f("response_indices"),
+                        "must name two different indices",
+                    ));
+                }
+                match &self.label_map {
+                    None => {
+                        return Err(rule(
+                            f("label_map"),
+                            "must be set with label_field or vote_fields, e.g. \
+                             { \"0\" = \"first\", \"1\" = \"second\", \"2\" = \"tie\" }",
+                        ));
+                    }
+                    Some(m) if m.is_empty() => {
+                        return Err(rule(f("label_map"), "must map at least one value"));
+                    }
+                    Some(m)
+                        if !m.values().any(|o| *o == Outcome::First)
+                            || !m.values().any(|o| *o == Outcome::Second) =>
+                    {
+                        return Err(rule(
+                            f("label_map"),
+                            "must map some value to \"first\" and some value to \"second\"",
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn validate(&self, i: usize) -> Result<(), RuleError> {
         let f = |name: &str| format!("data.files[{i}].{name}");
         let format = self.format.as_str();
@@ -472,6 +830,17 @@ impl DataFile {
                         format!(
                             "does not apply to format = \"{format}\" (its groups are the aspects; see `aspects`)"
                         ),
+                    ));
+                }
+            }
+        } else if self.format == DataFormat::Pairwise
+            && self.annotator_as == Some(AnnotatorAs::Group)
+        {
+            for (v, name) in [(&self.group, "group"), (&self.group_field, "group_field")] {
+                if v.is_some() {
+                    return Err(rule(
+                        f(name),
+                        "cannot be combined with annotator_as = \"group\" (the annotator is the group)",
                     ));
                 }
             }
@@ -502,11 +871,15 @@ impl DataFile {
             (&self.chosen_field, "chosen_field"),
             (&self.rejected_field, "rejected_field"),
         ] {
-            if v.is_some() && self.format != DataFormat::Jsonl {
-                return Err(rule(f(name), "applies only to format = \"jsonl\""));
+            if v.is_some() && !matches!(self.format, DataFormat::Jsonl | DataFormat::Pairwise) {
+                return Err(rule(
+                    f(name),
+                    "applies only to format = \"jsonl\" or \"pairwise\"",
+                ));
             }
             non_empty(v, name)?;
         }
+        self.validate_pairwise(i)?;
         if let Some(aspects) = &self.aspects {
             if aspects.is_empty() {
                 return Err(rule(f("aspects"), "must name at least one aspect"));
@@ -1161,6 +1534,7 @@ impl Scenario {
             d.max_prompt_tokens = Some(self.data.max_prompt_tokens());
             d.max_response_tokens = Some(self.data.max_response_tokens());
             d.tokenizer = Some(self.data.tokenizer().to_string());
+            d.max_drop_fraction = Some(self.data.max_drop_fraction());
             for f in &mut d.files {
                 if f.format == DataFormat::Jsonl {
                     f.prompt_field = Some(f.prompt_field().to_string());
@@ -1170,6 +1544,7 @@ impl Scenario {
                 if f.format.has_aspects() {
                     f.aspects = Some(f.aspects());
                 }
+                f.resolve_pairwise();
             }
         }
         resolved.model.d_ff = Some(self.model.d_ff());
@@ -1301,6 +1676,7 @@ impl Scenario {
                 ("data.max_prompt_tokens", d.max_prompt_tokens.is_some()),
                 ("data.max_response_tokens", d.max_response_tokens.is_some()),
                 ("data.tokenizer", d.tokenizer.is_some()),
+                ("data.max_drop_fraction", d.max_drop_fraction.is_some()),
             ];
             if let Some((field, _)) = set.iter().find(|(_, s)| *s) {
                 return Err(rule(
@@ -1326,6 +1702,9 @@ impl Scenario {
         }
         if d.max_response_tokens() < 1 {
             return Err(rule("data.max_response_tokens", "must be >= 1"));
+        }
+        if !(0.0..=1.0).contains(&d.max_drop_fraction()) {
+            return Err(rule("data.max_drop_fraction", "must be in [0, 1]"));
         }
         if d.tokenizer().is_empty() {
             return Err(rule(

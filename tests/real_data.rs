@@ -52,7 +52,15 @@ fn pair(prompt: &str, chosen: &str, rejected: &str, group: &str) -> TextPair {
         chosen: chosen.into(),
         rejected: rejected.into(),
         group: group.into(),
+        annotator: None,
+        first_won: None,
     }
+}
+
+/// `p` with the position of its chosen response recorded (first or second).
+fn at(mut p: TextPair, first_won: bool) -> TextPair {
+    p.first_won = Some(first_won);
+    p
 }
 
 /// Asserts `r` is a data error on `line` of the fixture `name` whose message contains `needle`.
@@ -401,14 +409,20 @@ fn pku_fixture_helpful_and_safe_pairs() {
     );
     assert_eq!(
         recs[0].1.pairs,
-        vec![pair(q, r1, r0, "helpful"), pair(q, r0, r1, "safe")]
+        vec![
+            at(pair(q, r1, r0, "helpful"), false),
+            at(pair(q, r0, r1, "safe"), true)
+        ]
     );
     // Line 2: both ids 0.
     let q = "How do I boil an egg?";
     let (r0, r1) = ("Simmer it for nine minutes.", "Eggs are food.");
     assert_eq!(
         recs[1].1.pairs,
-        vec![pair(q, r0, r1, "helpful"), pair(q, r0, r1, "safe")]
+        vec![
+            at(pair(q, r0, r1, "helpful"), true),
+            at(pair(q, r0, r1, "safe"), true)
+        ]
     );
 }
 
@@ -626,7 +640,9 @@ fn truncation_keeps_prompt_end_and_response_start_and_counts() {
     assert_ne!(u1, u2);
     let s = scenario(
         &format!(
-            "max_prompt_tokens = 4\nmax_response_tokens = 3\neval_fraction = {:?}",
+            // Half the pairs are dropped by design: allow it (the default refuses past 20 %).
+            "max_prompt_tokens = 4\nmax_response_tokens = 3\nmax_drop_fraction = 0.5\n\
+             eval_fraction = {:?}",
             (u1 + u2) / 2.0
         ),
         &format!(

@@ -50,6 +50,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let eval_refs = ReferenceCache::compute(&reference, &data.eval, data.separator());
     let world_cols = world_scores(run.world.as_ref(), &data.eval);
     let mut metrics = Table::default();
+    let mut codes = Table::default();
     for method in scenario.resolved_methods() {
         let path = ckpt.join(&method.label);
         if !path.with_extension("mpk").exists() {
@@ -72,6 +73,9 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             scenario.data.seed,
             &device,
         );
+        for r in scored.code_rows {
+            codes.push(r);
+        }
         let mut scores = scored.scores;
         scores.extend(crate::commands::run::method_bound(
             run.world.as_ref(),
@@ -89,8 +93,12 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             &scores,
         );
     }
+    let reference = run.load.as_ref().map(|load| {
+        crate::baselines::add_nmi_nulls(&mut metrics, &codes, scenario.data.seed);
+        crate::baselines::RealReference::new(&run.data, load)
+    });
     metrics.write(&out.join("metrics.csv"))?;
-    let summary = crate::report::run_summary(&scenario, &metrics);
+    let summary = crate::report::run_summary_with(&scenario, &metrics, reference.as_ref());
     results::write_atomic(&out.join("summary.md"), summary.as_bytes())?;
     if !args.quiet {
         println!("{summary}");

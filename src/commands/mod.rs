@@ -2,6 +2,7 @@
 
 pub mod eval;
 pub mod generate;
+pub mod inspect;
 pub mod report;
 pub mod run;
 pub mod score;

@@ -69,6 +69,9 @@ pub const STEERING_COLUMNS: [&str; 6] = [
     "steered_acc_noiseless",
 ];
 
+/// The files a real-data run writes besides [`RUN_FILES`]: the load table and the baselines.
+pub const REAL_DATA_RUN_FILES: [&str; 2] = ["load.md", "baselines.csv"];
+
 /// Options of a run beyond the scenario.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -215,6 +218,9 @@ pub fn checkpoint_stems(scenario: &Scenario) -> Vec<String> {
 /// removed files, relative to `out_dir`.
 pub fn prepare_run_dir(scenario: &Scenario, out_dir: &Path, force: bool) -> Result<Vec<String>> {
     let mut owned: Vec<String> = RUN_FILES.iter().map(|f| f.to_string()).collect();
+    if scenario.is_real_data() {
+        owned.extend(REAL_DATA_RUN_FILES.iter().map(|f| f.to_string()));
+    }
     owned.extend(crate::checkpoint::existing(out_dir));
     let owned: Vec<&str> = owned.iter().map(String::as_str).collect();
     results::prepare_out_dir(out_dir, force, &owned)?;
@@ -274,6 +280,8 @@ pub fn run_scenario(scenario: &Scenario, out_dir: &Path, opts: &RunOptions) -> R
 pub struct RunData {
     pub world: Option<World>,
     pub data: PreferenceData,
+    /// Real data: what the loader read, kept, dropped and warned about.
+    pub load: Option<crate::data::real::LoadReport>,
 }
 
 /// Build the run's data from the scenario.
@@ -283,13 +291,22 @@ pub fn load_data(scenario: &Scenario, opts: &RunOptions) -> Result<RunData> {
             crate::data::real::load_real_data(scenario, Path::new("."), opts.skip_invalid)?;
         if !opts.quiet {
             eprintln!("{report}");
+        } else {
+            for w in &report.warnings {
+                eprintln!("warning: {w}");
+            }
         }
-        Ok(RunData { world: None, data })
+        Ok(RunData {
+            world: None,
+            data,
+            load: Some(report),
+        })
     } else {
         let (world, data) = synth::synthetic_data(scenario);
         Ok(RunData {
             world: Some(world),
             data,
+            load: None,
         })
     }
 }
@@ -599,6 +616,9 @@ impl<B: AutodiffBackend> RunOn<B> {
                 steering.push(r);
             }
             let _ = mi;
+        }
+        if run.load.is_some() {
+            crate::baselines::add_nmi_nulls(&mut metrics, &codes, seed);
         }
         write_outputs(
             scenario, &run, out_dir, &metrics, &curves, &codes, &steering,
@@ -1044,7 +1064,15 @@ fn write_outputs(
     curves.write(&out_dir.join("curves.csv"))?;
     codes.write(&out_dir.join("codes.csv"))?;
     steering.write(&out_dir.join("steering.csv"))?;
-    let summary = crate::report::run_summary(scenario, metrics);
+    let reference = run
+        .load
+        .as_ref()
+        .map(|load| crate::baselines::RealReference::new(&run.data, load));
+    if let (Some(load), Some(r)) = (&run.load, &reference) {
+        results::write_atomic(&out_dir.join("load.md"), load.to_markdown().as_bytes())?;
+        r.baselines_table().write(&out_dir.join("baselines.csv"))?;
+    }
+    let summary = crate::report::run_summary_with(scenario, metrics, reference.as_ref());
     results::write_atomic(&out_dir.join("summary.md"), summary.as_bytes())?;
     Ok(())
 }

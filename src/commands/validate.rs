@@ -1,12 +1,15 @@
-//! `lpc-bench validate`: load each scenario, print it resolved or the error; for a scenario with
-//! a `[sweep]` table, also expand the grid (every cell is validated) and print its cell count.
-//! Each report ends with the resource estimate (`plan`) as TOML comments, so the output stays a
-//! loadable scenario; a scenario too large for this machine gets a warning line, not an error
-//! (it may be meant for a larger one; `run` refuses it here).
+//! `lpc-bench validate`: load each scenario, print it resolved (with every method's defaults) or
+//! the error; for a scenario with a `[sweep]` table, also expand the grid (every cell is
+//! validated) and print its cell count; for real data, check the files and their fields
+//! ([`crate::data::real::check_files`]; relative paths resolve against the current directory,
+//! as in `run`). Each report ends with the resource estimate (`plan`) as TOML comments, so the
+//! output stays a loadable scenario; a scenario too large for this machine gets a warning line,
+//! not an error (it may be meant for a larger one; `run` refuses it here).
 
 use crate::cli::ValidateArgs;
+use crate::data::real::{CHECK_RECORDS, check_files};
 use crate::plan::{self, Budget};
-use crate::scenario::Scenario;
+use crate::scenario::{ResolvedMethod, Scenario};
 use crate::{Error, Result};
 use std::path::Path;
 
@@ -17,7 +20,14 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
     for path in &args.files {
         let checked = crate::scenario::read_text(path)
             .map_err(Error::from)
-            .and_then(|text| check_text(&text, &crate::scenario::file_stem(path), path, &budget));
+            .and_then(|text| check_text(&text, &crate::scenario::file_stem(path), path, &budget))
+            .and_then(|report| {
+                let s = Scenario::load(path)?;
+                if s.is_real_data() {
+                    check_files(&s, Path::new("."), CHECK_RECORDS)?;
+                }
+                Ok(report)
+            });
         match checked {
             Ok(report) => {
                 if !args.quiet {
@@ -69,6 +79,10 @@ pub fn check_text(text: &str, stem: &str, path: &Path, budget: &Budget) -> Resul
         }
     };
     out.push(s.to_toml());
+    out.push("# methods with every default resolved:".to_string());
+    for m in s.resolved_methods() {
+        out.push(format!("#   {}", method_defaults(&m)));
+    }
     let mut lines = estimate.lines("# ", budget);
     if !which.is_empty() {
         lines[0] = format!("# {which}{}", lines[0].trim_start_matches("# "));
@@ -78,4 +92,33 @@ pub fn check_text(text: &str, stem: &str, path: &Path, budget: &Budget) -> Resul
         out.push(format!("# warning: `run` would refuse this here: {e}"));
     }
     Ok(out.join("\n"))
+}
+
+/// One line with every resolved setting of a method.
+pub fn method_defaults(m: &ResolvedMethod) -> String {
+    format!(
+        "{}: method = {}, beta = {}, gamma = {}, eps = {}, lambda = {}, codebook = {}, \
+         tau = {}, tau_end = {}, hard = {}, inference = {:?}, prior_schedule = {:?}, \
+         lambda_warmup = {}, free_bits = {}, context = {}, posterior_pool = {:?}, \
+         latent_dim = {}, lr = {}, steps = {}",
+        m.label,
+        m.name.canonical(),
+        m.beta,
+        m.gamma,
+        m.eps,
+        m.lambda,
+        m.codebook,
+        m.tau,
+        m.tau_end,
+        m.hard,
+        m.inference,
+        m.prior_schedule,
+        m.lambda_warmup,
+        m.free_bits,
+        m.context,
+        m.posterior_pool,
+        m.latent_dim,
+        m.lr,
+        m.steps
+    )
 }

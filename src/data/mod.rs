@@ -13,6 +13,7 @@ pub mod context;
 
 use serde::{Deserialize, Serialize};
 
+pub mod pairwise;
 pub mod real;
 pub mod tokenize;
 

@@ -1,5 +1,6 @@
-//! Real preference data: JSON Lines files in the HH-RLHF, generic, UltraFeedback and PKU-SafeRLHF
-//! layouts, read line by line into [`PreferenceData`].
+//! Real preference data: JSON Lines or JSON array files in the HH-RLHF, generic, general pairwise,
+//! UltraFeedback and PKU-SafeRLHF layouts, read record by record into [`PreferenceData`]. Every
+//! format, key and default is documented with worked examples in `docs/DATA.md`.
 //!
 //! This module owns opening a file (gzip or plain, told apart by the gzip magic bytes), turning
 //! each record into text pairs with a group label (one parser per layout), the seeded hash split
@@ -13,7 +14,9 @@
 //! name the data beside the project as `../shared/data/...`, which holds for a fresh clone with
 //! `shared/` beside it as well as for the project's own checkout.
 //!
-//! # Layouts (one JSON object per line; blank lines are ignored)
+//! # Layouts (one JSON object per record)
+//! A file whose first character (after a byte-order mark and white space) is `[` is one JSON
+//! array of records; anything else is JSON Lines, one record per line (blank lines ignored).
 //! - `hh-rlhf`: `{"chosen": transcript, "rejected": transcript}`. The prompt is the shared prefix
 //!   through the last `"\n\nAssistant:"` lying wholly inside the common prefix of both
 //!   transcripts; the responses are what follows it, less one leading space
@@ -23,11 +26,15 @@
 //!   lowest-rated completion, ties skipped ([`ultrafeedback_record`]).
 //! - `pku-saferlhf`: `prompt`, `response_0/1`, `better_response_id`, `safer_response_id`; a
 //!   `helpful` and a `safe` pair per record ([`pku_saferlhf_record`]).
+//! - `pairwise`: responses by field or list index; the winner by chosen/rejected fields, a mapped
+//!   label or per-annotator votes; ties dropped and counted
+//!   ([`crate::data::pairwise::pairwise_record`]).
 //!
 //! # Bad lines
 //! A line that is not valid UTF-8 or JSON, or lacks what its layout needs, is an
-//! [`Error::Data`] naming the file and the 1-based line; with `skip_invalid` it is skipped and
-//! counted instead. Read errors of the file itself (a corrupt gzip stream) are never skipped.
+//! [`Error::Data`] naming the file and the 1-based line (a JSON array element: the element);
+//! with `skip_invalid` it is skipped and counted by reason instead. Read errors of the file
+//! itself (a corrupt gzip stream, a JSON array that does not parse) are never skipped.
 //!
 //! # Split, truncation and dropped pairs
 //! - A pair is held out when the seeded hash of its prompt text falls below `data.eval_fraction`
@@ -38,6 +45,9 @@
 //! - A pair with an empty response, or whose two responses are identical after truncation, carries
 //!   no preference (and an empty response breaks length-normalised objectives): it is dropped and
 //!   counted.
+//! - A file that drops (skipped + empty + identical) more than `data.max_drop_fraction` of its
+//!   pairs makes the load fail with the load table ([`LoadReport::check_drops`]); truncating
+//!   more than [`TRUNCATION_WARN_FRACTION`] of a file's prompts or responses warns.
 //! - `data.train_pairs` / `data.eval_pairs` bound each side; a side with more pairs keeps the
 //!   pairs with the smallest seeded selection hash ([`selection_hash`]), a uniform subset that
 //!   keeps file order.
@@ -49,7 +59,7 @@ use crate::scenario::{DataFile, DataFormat, Scenario};
 use crate::{Error, Result};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -63,8 +73,13 @@ pub struct TextPair {
     pub prompt: String,
     pub chosen: String,
     pub rejected: String,
-    /// Group label (a file's `group`, a record's group field, or an aspect name).
+    /// Group label (a file's `group`, a record's group field, an aspect name, or an annotator).
     pub group: String,
+    /// Annotator id (a `pairwise` vote field's name), when the record names one.
+    pub annotator: Option<String>,
+    /// Whether the chosen response was the record's first one (`pairwise` labels and votes,
+    /// `pku-saferlhf`); `None` when the file records chosen/rejected, not positions.
+    pub first_won: Option<bool>,
 }
 
 /// What one valid record gave.
@@ -72,14 +87,20 @@ pub struct TextPair {
 pub struct ParsedRecord {
     /// The pairs (one for `hh-rlhf` and `jsonl`; up to one per aspect otherwise).
     pub pairs: Vec<TextPair>,
-    /// Aspects that gave no pair: every rating tied, or fewer than two rated completions.
+    /// Aspects that gave no pair (every rating tied, or fewer than two rated completions) and
+    /// `pairwise` votes that are missing or `null`.
     pub unpaired: usize,
+    /// `pairwise` labels or votes mapped to `tie` (no pair; counted, never kept).
+    pub ties: usize,
 }
 
 /// Counts of one pass over a file by [`read_records`].
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct ReadCounts {
-    /// Non-blank lines read.
+    /// How the file was read: `jsonl` (one object per line) or `json-array` (a file whose first
+    /// character is `[`).
+    pub layout: &'static str,
+    /// Non-blank lines (JSON Lines) or array elements (JSON array) read.
     pub lines: usize,
     /// Valid records (each may give zero or more pairs).
     pub records: usize,
@@ -87,9 +108,41 @@ pub struct ReadCounts {
     pub skipped: usize,
     /// Sum of [`ParsedRecord::unpaired`].
     pub unpaired: usize,
-    /// The first skipped line: `line N: message`.
+    /// Sum of [`ParsedRecord::ties`].
+    pub ties: usize,
+    /// Skipped records by reason (the part of the message before its first `": "`).
+    pub skipped_by_reason: BTreeMap<String, usize>,
+    /// The first skipped line: `line N: message` (`element N: message` in a JSON array).
     pub first_skipped: Option<String>,
 }
+
+impl ReadCounts {
+    /// Count a record that could not be used, under the reason its message gives.
+    fn skip(&mut self, at: String, message: &str) {
+        self.skipped += 1;
+        *self
+            .skipped_by_reason
+            .entry(skip_reason(message).to_string())
+            .or_default() += 1;
+        if self.first_skipped.is_none() {
+            self.first_skipped = Some(format!("{at}: {message}"));
+        }
+    }
+}
+
+/// The reason of a bad-record message: the part before its first `": "` (the details after it,
+/// such as a value or a parser position, vary from record to record).
+pub fn skip_reason(message: &str) -> &str {
+    message.split(": ").next().unwrap_or(message)
+}
+
+/// The share of a file's pairs that may be dropped before a run refuses (see
+/// [`LoadReport::check_drops`]); `data.max_drop_fraction` overrides it.
+pub const DEFAULT_MAX_DROP_FRACTION: f64 = 0.2;
+
+/// A load warns when more than this share of a file's prompts, or of its responses, was cut to
+/// `data.max_prompt_tokens` / `data.max_response_tokens`.
+pub const TRUNCATION_WARN_FRACTION: f64 = 0.25;
 
 /// Counts for one file, as loaded by [`load_real_data`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -97,7 +150,7 @@ pub struct FileReport {
     /// The resolved path.
     pub path: PathBuf,
     pub format: DataFormat,
-    /// Lines, records, skipped lines and unpaired aspects.
+    /// Lines, records, skipped lines (by reason), unpaired aspects and ties.
     #[serde(flatten)]
     pub read: ReadCounts,
     /// Pairs kept (before the `train_pairs` / `eval_pairs` bounds).
@@ -116,12 +169,45 @@ pub struct FileReport {
     pub eval: usize,
 }
 
+impl FileReport {
+    /// Pairs lost: skipped records (each counted as one pair) plus pairs dropped as empty or
+    /// identical. Ties and unpaired aspects carry no preference and are not drops.
+    pub fn dropped(&self) -> usize {
+        self.read.skipped + self.dropped_empty + self.dropped_identical
+    }
+    /// Pairs the file offered: kept plus dropped.
+    pub fn offered(&self) -> usize {
+        self.pairs + self.dropped()
+    }
+    /// `dropped / offered` (0 for a file that offered nothing).
+    pub fn drop_fraction(&self) -> f64 {
+        ratio(self.dropped(), self.offered())
+    }
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
 /// Pairs per group on each side, after the bounds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GroupCount {
     pub name: String,
     pub train: usize,
     pub eval: usize,
+}
+
+/// What the loader knows about a kept pair beyond its tokens (for the reference baselines of
+/// `crate::baselines`): where the chosen response stood and the untruncated lengths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PairInfo {
+    /// Whether the chosen response was the record's first (`None`: the file records
+    /// chosen/rejected, not positions).
+    pub first_won: Option<bool>,
+    /// Tokens of the chosen response before truncation.
+    pub chosen_len: usize,
+    /// Tokens of the rejected response before truncation.
+    pub rejected_len: usize,
 }
 
 /// What [`load_real_data`] read and built.
@@ -131,6 +217,12 @@ pub struct LoadReport {
     pub tokenizer: String,
     /// Held-out share of prompts.
     pub eval_fraction: f64,
+    /// `data.max_prompt_tokens`.
+    pub max_prompt_tokens: usize,
+    /// `data.max_response_tokens`.
+    pub max_response_tokens: usize,
+    /// `data.max_drop_fraction`.
+    pub max_drop_fraction: f64,
     pub files: Vec<FileReport>,
     /// Train pairs before the `data.train_pairs` bound.
     pub train_available: usize,
@@ -143,62 +235,199 @@ pub struct LoadReport {
     /// Held-out pairs kept.
     pub eval_pairs: usize,
     pub groups: Vec<GroupCount>,
+    /// Annotator ids in order of first appearance (a pair's `annotator` indexes this list);
+    /// empty when no file names annotators.
+    pub annotators: Vec<String>,
+    /// Warnings of this load (skipped records, heavy truncation, files without pairs).
+    pub warnings: Vec<String>,
+    /// Per kept training pair (aligned with `PreferenceData::train`).
+    #[serde(skip)]
+    pub train_info: Vec<PairInfo>,
+    /// Per kept held-out pair (aligned with `PreferenceData::eval`).
+    #[serde(skip)]
+    pub eval_info: Vec<PairInfo>,
 }
+
+impl LoadReport {
+    /// Fail when a file dropped more than `max_drop_fraction` of its pairs; the error holds the
+    /// whole load table.
+    pub fn check_drops(&self) -> Result<()> {
+        for (i, f) in self.files.iter().enumerate() {
+            if f.drop_fraction() > self.max_drop_fraction {
+                return Err(Error::msg(format!(
+                    "data.files[{i}] ({}): {} of {} pairs ({:.1}%) were dropped ({} invalid \
+                     records skipped, {} with an empty response, {} with identical responses \
+                     after truncation), more than data.max_drop_fraction = {} allows. Check the \
+                     format and field names, raise data.max_response_tokens / \
+                     data.max_prompt_tokens, or set data.max_drop_fraction to accept the loss.\n\n{self}",
+                    f.path.display(),
+                    f.dropped(),
+                    f.offered(),
+                    100.0 * f.drop_fraction(),
+                    f.read.skipped,
+                    f.dropped_empty,
+                    f.dropped_identical,
+                    self.max_drop_fraction,
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The warnings a load gives (see [`LoadReport::warnings`]).
+    fn collect_warnings(&mut self) {
+        let mut out = Vec::new();
+        for (i, f) in self.files.iter().enumerate() {
+            let name = format!("data.files[{i}] ({})", f.path.display());
+            if f.read.skipped > 0 {
+                let reasons: Vec<String> = f
+                    .read
+                    .skipped_by_reason
+                    .iter()
+                    .map(|(r, n)| format!("{r} ×{n}"))
+                    .collect();
+                out.push(format!(
+                    "{name}: skipped {} invalid record(s) of {} ({}); first {}",
+                    f.read.skipped,
+                    f.read.lines,
+                    reasons.join(", "),
+                    f.read.first_skipped.as_deref().unwrap_or("?")
+                ));
+            }
+            if f.read.lines > 0 && f.pairs == 0 {
+                out.push(format!(
+                    "{name}: gave no pairs ({} records, {} ties, {} without a pair, {} dropped)",
+                    f.read.records,
+                    f.read.ties,
+                    f.read.unpaired,
+                    f.dropped()
+                ));
+            }
+            let prompts = ratio(f.prompts_truncated, f.pairs);
+            if prompts > TRUNCATION_WARN_FRACTION {
+                out.push(format!(
+                    "{name}: {:.0}% of prompts ({} of {}) were cut to their last \
+                     data.max_prompt_tokens = {} tokens",
+                    100.0 * prompts,
+                    f.prompts_truncated,
+                    f.pairs,
+                    self.max_prompt_tokens
+                ));
+            }
+            let responses = ratio(f.responses_truncated, 2 * f.pairs);
+            if responses > TRUNCATION_WARN_FRACTION {
+                out.push(format!(
+                    "{name}: {:.0}% of responses ({} of {}) were cut to their first \
+                     data.max_response_tokens = {} tokens",
+                    100.0 * responses,
+                    f.responses_truncated,
+                    2 * f.pairs,
+                    self.max_response_tokens
+                ));
+            }
+        }
+        self.warnings = out;
+    }
+
+    /// The load table as Markdown (`load.md` of a run folder).
+    pub fn to_markdown(&self) -> String {
+        let mut s = String::from("# Data load\n\n```text\n");
+        s.push_str(&self.to_string());
+        s.push_str("```\n\n");
+        s.push_str(LOAD_TABLE_LEGEND);
+        s.push('\n');
+        s
+    }
+}
+
+/// What the columns of the load table mean (printed under it in `load.md` and `docs/DATA.md`).
+pub const LOAD_TABLE_LEGEND: &str = "Columns: `read` lines (JSON Lines) or elements (JSON array) \
+read; `records` valid records; `skipped` invalid records skipped with `--skip-invalid` (by reason \
+below the table); `ties` labels or votes mapped to `tie` (no pair); `no-pair` aspects or votes \
+that gave no pair; `pairs` pairs kept; `empty` / `identical` pairs dropped for an empty response \
+or identical responses after truncation; `dropped` (skipped + empty + identical) as a share of \
+kept + dropped, which may not exceed `data.max_drop_fraction`; `prompts_cut` / `responses_cut` \
+kept prompts / responses truncated; `train` / `eval` kept pairs on each side of the split, before \
+the `data.train_pairs` / `data.eval_pairs` bounds.";
 
 impl std::fmt::Display for LoadReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "tokenizer {}; held-out share {} of prompts",
-            self.tokenizer, self.eval_fraction
+            "tokenizer {}; held-out share {} of prompts; prompts keep their last {} tokens, \
+             responses their first {}",
+            self.tokenizer, self.eval_fraction, self.max_prompt_tokens, self.max_response_tokens
         )?;
         writeln!(
             f,
-            "{:<14} {:>7} {:>7} {:>7} {:>8} {:>7} {:>6} {:>9} {:>11} {:>13} {:>7} {:>6}  file",
+            "{:<3} {:<13} {:<10} {:>6} {:>7} {:>7} {:>5} {:>7} {:>6} {:>5} {:>9} {:>13} {:>11} {:>13} {:>6} {:>6}",
+            "#",
             "format",
-            "lines",
+            "layout",
+            "read",
             "records",
             "skipped",
-            "unpaired",
+            "ties",
+            "no-pair",
             "pairs",
             "empty",
             "identical",
+            "dropped",
             "prompts_cut",
             "responses_cut",
             "train",
             "eval"
         )?;
-        for r in &self.files {
+        for (i, r) in self.files.iter().enumerate() {
             writeln!(
                 f,
-                "{:<14} {:>7} {:>7} {:>7} {:>8} {:>7} {:>6} {:>9} {:>11} {:>13} {:>7} {:>6}  {}",
+                "{:<3} {:<13} {:<10} {:>6} {:>7} {:>7} {:>5} {:>7} {:>6} {:>5} {:>9} {:>13} {:>11} {:>13} {:>6} {:>6}",
+                i,
                 r.format.as_str(),
+                r.read.layout,
                 r.read.lines,
                 r.read.records,
                 r.read.skipped,
+                r.read.ties,
                 r.read.unpaired,
                 r.pairs,
                 r.dropped_empty,
                 r.dropped_identical,
+                format!("{} ({:.1}%)", r.dropped(), 100.0 * r.drop_fraction()),
                 r.prompts_truncated,
                 r.responses_truncated,
                 r.train,
-                r.eval,
-                r.path.display()
+                r.eval
             )?;
+        }
+        for (i, r) in self.files.iter().enumerate() {
+            writeln!(f, "  [{i}] {}", r.path.display())?;
+            if r.read.skipped > 0 {
+                let reasons: Vec<String> = r
+                    .read
+                    .skipped_by_reason
+                    .iter()
+                    .map(|(k, n)| format!("{k} ×{n}"))
+                    .collect();
+                writeln!(f, "      skipped by reason: {}", reasons.join("; "))?;
+            }
             if let Some(first) = &r.read.first_skipped {
-                writeln!(f, "  first skipped {first}")?;
+                writeln!(f, "      first skipped {first}")?;
             }
         }
         writeln!(
             f,
-            "kept {} of {} train and {} of {} held-out pairs; {} validation pairs set aside from the training side",
+            "kept {} of {} train and {} of {} held-out pairs; {} validation pairs set aside from \
+             the training side; a run refuses a file dropping more than {:.0}% of its pairs \
+             (data.max_drop_fraction)",
             self.train_pairs,
             self.train_available,
             self.eval_pairs,
             self.eval_available,
-            self.val_pairs
+            self.val_pairs,
+            100.0 * self.max_drop_fraction
         )?;
+        writeln!(f, "{} group(s) (pairs kept per side):", self.groups.len())?;
         for g in &self.groups {
             writeln!(
                 f,
@@ -206,8 +435,107 @@ impl std::fmt::Display for LoadReport {
                 g.name, g.train, g.eval
             )?;
         }
+        if !self.annotators.is_empty() {
+            writeln!(
+                f,
+                "{} annotator(s): {}",
+                self.annotators.len(),
+                self.annotators.join(", ")
+            )?;
+        }
+        for w in &self.warnings {
+            writeln!(f, "warning: {w}")?;
+        }
         Ok(())
     }
+}
+
+/// Records [`check_files`] looks at in each file.
+pub const CHECK_RECORDS: usize = 5;
+
+/// Check that every file of a real-data scenario exists and is readable, parses, and that each
+/// field its entry names ([`DataFile::named_fields`]) is present in at least one of its first
+/// `records` records. Reads only the start of a JSON Lines file (a JSON array is parsed whole).
+pub fn check_files(scenario: &Scenario, base_dir: &Path, records: usize) -> Result<()> {
+    for (i, file) in scenario.data.files.iter().enumerate() {
+        let path = resolve_path(base_dir, &file.path);
+        let mut reader = open_data_file(&path)?;
+        let mut first: Vec<Value> = Vec::new();
+        let head = reader.fill_buf().map_err(|e| Error::io(&path, e))?;
+        let bom = head.starts_with(&[0xEF, 0xBB, 0xBF]);
+        let is_array = head[if bom { 3 } else { 0 }..]
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            == Some(&b'[');
+        if is_array {
+            if bom {
+                reader.consume(3);
+            }
+            let values: Vec<Value> = serde_json::from_reader(reader).map_err(|e| Error::Data {
+                path: path.clone(),
+                line: e.line(),
+                message: format!(
+                    "not a valid JSON array of records (a file whose first character is '[' is \
+                     read as one JSON array of objects, anything else as JSON Lines): {e}"
+                ),
+            })?;
+            first.extend(values.into_iter().take(records));
+        } else {
+            let mut line = 0usize;
+            let mut buf = String::new();
+            while first.len() < records {
+                buf.clear();
+                let n = reader.read_line(&mut buf).map_err(|e| Error::Data {
+                    path: path.clone(),
+                    line: line + 1,
+                    message: format!("cannot read the file: {e}"),
+                })?;
+                if n == 0 {
+                    break;
+                }
+                line += 1;
+                let text = buf.trim_start_matches('\u{feff}').trim();
+                if text.is_empty() {
+                    continue;
+                }
+                let value = serde_json::from_str(text).map_err(|e| Error::Data {
+                    path: path.clone(),
+                    line,
+                    message: format!(
+                        "invalid JSON: {e} (a JSON Lines file holds one JSON object per line; a \
+                         file starting with '[' is read as one JSON array)"
+                    ),
+                })?;
+                first.push(value);
+            }
+        }
+        let where_ = format!("data.files[{i}] ({})", path.display());
+        let Some(sample) = first.first() else {
+            return Err(Error::msg(format!("{where_}: the file holds no records")));
+        };
+        let Some(obj) = sample.as_object() else {
+            return Err(Error::msg(format!(
+                "{where_}: record 1 is not a JSON object (format = \"{}\" reads one object per record)",
+                file.format.as_str()
+            )));
+        };
+        for field in file.named_fields() {
+            if !first
+                .iter()
+                .any(|v| v.as_object().is_some_and(|o| o.contains_key(&field)))
+            {
+                let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+                return Err(Error::msg(format!(
+                    "{where_}: field '{field}' (named by format = \"{}\" or its *_field keys) is \
+                     in none of the first {} record(s); record 1 has: {}",
+                    file.format.as_str(),
+                    first.len(),
+                    keys.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `base_dir.join(path)` for a relative path; an absolute path as is.
@@ -234,12 +562,16 @@ pub fn open_data_file(path: &Path) -> Result<Box<dyn BufRead>> {
     }
 }
 
-/// Read JSON Lines from `reader` (named `path` in errors), parse each record in `file`'s layout,
-/// and hand each valid record to `sink` with its 1-based line number. Stops after `file.limit`
-/// valid records.
+/// Read the records of `reader` (named `path` in errors), parse each in `file`'s layout, and hand
+/// each valid record to `sink` with its 1-based line number (its 1-based element number in a
+/// JSON array). Stops after `file.limit` valid records.
 ///
-/// A bad line (not UTF-8, not JSON, wrong layout, or rejected by `sink`) is an [`Error::Data`]
-/// naming `path` and the line, or with `skip_invalid` is skipped and counted.
+/// The layout is told by content: a file whose first character (after a byte-order mark and
+/// white space) is `[` is one JSON array of records; anything else is JSON Lines, one record per
+/// line (blank lines ignored).
+///
+/// A bad record (not UTF-8, not JSON, wrong layout, or rejected by `sink`) is an error naming
+/// `path` and the line (or element), or with `skip_invalid` is skipped and counted by reason.
 pub fn read_records<R: BufRead>(
     mut reader: R,
     path: &Path,
@@ -248,7 +580,22 @@ pub fn read_records<R: BufRead>(
     mut sink: impl FnMut(usize, ParsedRecord) -> std::result::Result<(), String>,
 ) -> Result<ReadCounts> {
     let aspects = file.aspects();
-    let mut counts = ReadCounts::default();
+    let head = reader.fill_buf().map_err(|e| Error::io(path, e))?;
+    let bom = head.starts_with(&[0xEF, 0xBB, 0xBF]);
+    let first = head[if bom { 3 } else { 0 }..]
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .copied();
+    if first == Some(b'[') {
+        if bom {
+            reader.consume(3);
+        }
+        return read_json_array(reader, path, file, &aspects, skip_invalid, sink);
+    }
+    let mut counts = ReadCounts {
+        layout: "jsonl",
+        ..Default::default()
+    };
     let mut buf = Vec::new();
     let mut line_no = 0usize;
     loop {
@@ -275,28 +622,86 @@ pub fn read_records<R: BufRead>(
                     continue;
                 }
                 counts.lines += 1;
-                parse_record(text, file, &aspects)
-                    .and_then(|rec| {
-                        let unpaired = rec.unpaired;
-                        sink(line_no, rec).map(|()| unpaired)
+                serde_json::from_str::<Value>(text)
+                    .map_err(|e| {
+                        format!(
+                            "invalid JSON: {e} (a JSON Lines file holds one JSON object per \
+                             line; a file starting with '[' is read as one JSON array)"
+                        )
                     })
-                    .map(|unpaired| counts.unpaired += unpaired)
+                    .and_then(|value| {
+                        deliver(&value, file, &aspects, &mut counts, line_no, &mut sink)
+                    })
             }
         };
         match outcome {
             Ok(()) => counts.records += 1,
-            Err(message) if skip_invalid => {
-                counts.skipped += 1;
-                if counts.first_skipped.is_none() {
-                    counts.first_skipped = Some(format!("line {line_no}: {message}"));
-                }
-            }
+            Err(message) if skip_invalid => counts.skip(format!("line {line_no}"), &message),
             Err(message) => {
                 return Err(Error::Data {
                     path: path.to_path_buf(),
                     line: line_no,
                     message,
                 });
+            }
+        }
+    }
+    Ok(counts)
+}
+
+/// Parse one record and hand it to `sink`, adding its unpaired aspects and ties to `counts`.
+fn deliver(
+    value: &Value,
+    file: &DataFile,
+    aspects: &[String],
+    counts: &mut ReadCounts,
+    at: usize,
+    sink: &mut impl FnMut(usize, ParsedRecord) -> std::result::Result<(), String>,
+) -> std::result::Result<(), String> {
+    let rec = parse_value(value, file, aspects)?;
+    let (unpaired, ties) = (rec.unpaired, rec.ties);
+    sink(at, rec)?;
+    counts.unpaired += unpaired;
+    counts.ties += ties;
+    Ok(())
+}
+
+/// The records of a file holding one JSON array of objects (see [`read_records`]). The array is
+/// parsed whole; a parse error names the line and column and says what was expected.
+fn read_json_array<R: BufRead>(
+    reader: R,
+    path: &Path,
+    file: &DataFile,
+    aspects: &[String],
+    skip_invalid: bool,
+    mut sink: impl FnMut(usize, ParsedRecord) -> std::result::Result<(), String>,
+) -> Result<ReadCounts> {
+    let values: Vec<Value> = serde_json::from_reader(reader).map_err(|e| Error::Data {
+        path: path.to_path_buf(),
+        line: e.line(),
+        message: format!(
+            "not a valid JSON array of records (a file whose first character is '[' is read as \
+             one JSON array of objects, anything else as JSON Lines): {e}"
+        ),
+    })?;
+    let mut counts = ReadCounts {
+        layout: "json-array",
+        ..Default::default()
+    };
+    for (k, value) in values.iter().enumerate() {
+        if file.limit.is_some_and(|n| counts.records >= n) {
+            break;
+        }
+        let element = k + 1;
+        counts.lines += 1;
+        match deliver(value, file, aspects, &mut counts, element, &mut sink) {
+            Ok(()) => counts.records += 1,
+            Err(message) if skip_invalid => counts.skip(format!("element {element}"), &message),
+            Err(message) => {
+                return Err(Error::msg(format!(
+                    "{}: element {element} of the JSON array: {message}",
+                    path.display()
+                )));
             }
         }
     }
@@ -311,6 +716,15 @@ pub fn parse_record(
     aspects: &[String],
 ) -> std::result::Result<ParsedRecord, String> {
     let value: Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    parse_value(&value, file, aspects)
+}
+
+/// Parse one record (a JSON value) in `file`'s layout.
+pub fn parse_value(
+    value: &Value,
+    file: &DataFile,
+    aspects: &[String],
+) -> std::result::Result<ParsedRecord, String> {
     let obj = value
         .as_object()
         .ok_or_else(|| "expected a JSON object".to_string())?;
@@ -324,6 +738,7 @@ pub fn parse_record(
         )?,
         DataFormat::UltraFeedback => return ultrafeedback_record(obj, aspects),
         DataFormat::PkuSafeRlhf => return pku_saferlhf_record(obj, aspects),
+        DataFormat::Pairwise => return crate::data::pairwise::pairwise_record(obj, file),
     };
     // One pair per record, grouped by the file's label or field.
     Ok(ParsedRecord {
@@ -332,8 +747,11 @@ pub fn parse_record(
             chosen,
             rejected,
             group: file_group(obj, file)?,
+            annotator: None,
+            first_won: None,
         }],
         unpaired: 0,
+        ties: 0,
     })
 }
 
@@ -384,7 +802,7 @@ pub fn hh_rlhf_record(
 
 /// A chat message `{role, content}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Turn<'a> {
+pub(crate) struct Turn<'a> {
     role: &'a str,
     content: &'a str,
 }
@@ -395,7 +813,7 @@ enum Side<'a> {
     Turns(Vec<Turn<'a>>),
 }
 
-fn turns<'a>(v: &'a [Value], field: &str) -> std::result::Result<Vec<Turn<'a>>, String> {
+pub(crate) fn turns<'a>(v: &'a [Value], field: &str) -> std::result::Result<Vec<Turn<'a>>, String> {
     v.iter()
         .enumerate()
         .map(|(k, m)| {
@@ -440,7 +858,7 @@ fn role_label(role: &str) -> String {
 /// ```text
 /// render([(r_1, c_1), ..., (r_n, c_n)]) = "\n\n{R_1}: {c_1}" ... "\n\n{R_n}: {c_n}" "\n\nAssistant:"
 /// ```
-fn render_turns(turns: &[Turn<'_>]) -> String {
+pub(crate) fn render_turns(turns: &[Turn<'_>]) -> String {
     let mut out = String::new();
     for t in turns {
         out.push_str("\n\n");
@@ -466,6 +884,14 @@ fn response_of<'a>(
             )),
         },
     }
+}
+
+/// The response text of a field: a string, or the last (assistant) message of a message list.
+pub(crate) fn response_text<'a>(
+    obj: &'a Map<String, Value>,
+    field: &str,
+) -> std::result::Result<&'a str, String> {
+    Ok(response_of(side(obj, field)?, field)?.1)
 }
 
 /// `(prompt, chosen, rejected)` of a generic JSON Lines record.
@@ -572,6 +998,8 @@ pub fn ultrafeedback_record(
             chosen: responses[top.0].1.to_string(),
             rejected: responses[bottom.0].1.to_string(),
             group: aspect.clone(),
+            annotator: None,
+            first_won: None,
         });
     }
     Ok(out)
@@ -630,6 +1058,8 @@ pub fn pku_saferlhf_record(
             chosen: responses[id].to_string(),
             rejected: responses[1 - id].to_string(),
             group: aspect.clone(),
+            annotator: None,
+            first_won: Some(id == 0),
         });
     }
     Ok(out)
@@ -645,7 +1075,10 @@ fn str_field<'a>(obj: &'a Map<String, Value>, field: &str) -> std::result::Resul
 
 /// The group of an `hh-rlhf` / `jsonl` record: the file's fixed `group`, or the value of its
 /// `group_field` (a non-empty string, or a number or boolean written as text).
-fn file_group(obj: &Map<String, Value>, file: &DataFile) -> std::result::Result<String, String> {
+pub(crate) fn file_group(
+    obj: &Map<String, Value>,
+    file: &DataFile,
+) -> std::result::Result<String, String> {
     if let Some(g) = &file.group {
         return Ok(g.clone());
     }
@@ -693,15 +1126,11 @@ pub fn selection_hash(seed: u64, pair: &TextPair) -> u64 {
     splitmix64(fnv1a64(key.as_bytes()) ^ derive_seed(seed, "data/subsample"))
 }
 
-/// Keep the `cap` items with the smallest hash (ties by position), in their original order.
 /// Set aside the validation pairs from the training side: the `min(val_pairs, n / 10)` items
 /// with the largest prompt hashes (so the choice depends on neither file order nor the
 /// training cap, and equal prompts stay together), in file order. Returns the rest (with their
-/// hashes, for [`bound`]) and the validation pairs.
-fn split_validation(
-    items: Vec<(u64, PreferencePair)>,
-    val_pairs: usize,
-) -> (Vec<(u64, PreferencePair)>, Vec<PreferencePair>) {
+/// hashes, for [`bound`]) and the validation items.
+fn split_validation<T>(items: Vec<(u64, T)>, val_pairs: usize) -> (Vec<(u64, T)>, Vec<T>) {
     let n_val = val_pairs.min(items.len() / 10);
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by_key(|&i| (std::cmp::Reverse(items[i].0), i));
@@ -721,7 +1150,8 @@ fn split_validation(
     (rest, val)
 }
 
-fn bound(items: Vec<(u64, PreferencePair)>, cap: usize) -> Vec<PreferencePair> {
+/// Keep the `cap` items with the smallest hash (ties by position), in their original order.
+fn bound<T>(items: Vec<(u64, T)>, cap: usize) -> Vec<T> {
     if items.len() <= cap {
         return items.into_iter().map(|(_, p)| p).collect();
     }
@@ -747,8 +1177,10 @@ struct Builder<'t> {
     max_response: usize,
     group_names: Vec<String>,
     group_ids: HashMap<String, usize>,
-    train: Vec<(u64, PreferencePair)>,
-    eval: Vec<(u64, PreferencePair)>,
+    annotator_names: Vec<String>,
+    annotator_ids: HashMap<String, usize>,
+    train: Vec<(u64, (PreferencePair, PairInfo))>,
+    eval: Vec<(u64, (PreferencePair, PairInfo))>,
 }
 
 /// One tokenised pair waiting for its record to succeed.
@@ -756,11 +1188,23 @@ struct Staged {
     held_out: bool,
     hash: u64,
     group: String,
+    annotator: Option<String>,
     prompt: Vec<u32>,
     chosen: Vec<u32>,
     rejected: Vec<u32>,
     prompt_cut: bool,
     responses_cut: usize,
+    info: PairInfo,
+}
+
+/// The id of `name` in a first-appearance numbering.
+fn intern(names: &mut Vec<String>, ids: &mut HashMap<String, usize>, name: String) -> usize {
+    let next = ids.len();
+    let id = *ids.entry(name.clone()).or_insert(next);
+    if id == next {
+        names.push(name);
+    }
+    id
 }
 
 impl Builder<'_> {
@@ -792,6 +1236,11 @@ impl Builder<'_> {
             }
             let mut chosen = self.encode(&pair.chosen)?;
             let mut rejected = self.encode(&pair.rejected)?;
+            let info = PairInfo {
+                first_won: pair.first_won,
+                chosen_len: chosen.len(),
+                rejected_len: rejected.len(),
+            };
             let mut responses_cut = 0;
             for r in [&mut chosen, &mut rejected] {
                 if r.len() > self.max_response {
@@ -803,11 +1252,13 @@ impl Builder<'_> {
                 held_out: is_held_out(self.seed, self.eval_fraction, &pair.prompt),
                 hash: selection_hash(self.seed, pair),
                 group: pair.group.clone(),
+                annotator: pair.annotator.clone(),
                 prompt,
                 chosen,
                 rejected,
                 prompt_cut,
                 responses_cut,
+                info,
             });
         }
         for s in staged {
@@ -822,40 +1273,53 @@ impl Builder<'_> {
             report.pairs += 1;
             report.prompts_truncated += usize::from(s.prompt_cut);
             report.responses_truncated += s.responses_cut;
-            let next = self.group_ids.len();
-            let group = *self.group_ids.entry(s.group.clone()).or_insert(next);
-            if group == next {
-                self.group_names.push(s.group);
-            }
+            let group = intern(&mut self.group_names, &mut self.group_ids, s.group);
+            let annotator = s.annotator.map_or(0, |a| {
+                intern(&mut self.annotator_names, &mut self.annotator_ids, a)
+            });
             let pair = PreferencePair {
                 prompt: s.prompt,
                 chosen: s.chosen,
                 rejected: s.rejected,
                 group,
                 source,
-                annotator: 0,
+                annotator,
                 truth: None,
             };
             if s.held_out {
                 report.eval += 1;
-                self.eval.push((s.hash, pair));
+                self.eval.push((s.hash, (pair, s.info)));
             } else {
                 report.train += 1;
-                self.train.push((s.hash, pair));
+                self.train.push((s.hash, (pair, s.info)));
             }
         }
         Ok(())
     }
 }
 
-/// Load every `[[data.files]]` entry of a real-data scenario into [`PreferenceData`].
+/// Load every `[[data.files]]` entry of a real-data scenario into [`PreferenceData`], and refuse
+/// (with the load table in the error) when a file dropped more than `data.max_drop_fraction` of
+/// its pairs ([`LoadReport::check_drops`]).
 ///
 /// Relative paths (files and a `tokenizer.json`) resolve against `base_dir` (the CLI passes the
 /// current directory). Pairs keep file order on each side of the split; group ids number the
 /// group names in order of first appearance; `source` is the file's index in `data.files`;
-/// `annotator` is 0 and `truth` is `None`. `vocab` is the tokeniser's vocabulary (the separator
-/// is `vocab`). Fails if a side of the split is empty.
+/// `annotator` numbers annotator ids in order of first appearance (0 when the files name none);
+/// `truth` is `None`. `vocab` is the tokeniser's vocabulary (the separator is `vocab`). Fails if
+/// a side of the split is empty.
 pub fn load_real_data(
+    scenario: &Scenario,
+    base_dir: &Path,
+    skip_invalid: bool,
+) -> Result<(PreferenceData, LoadReport)> {
+    let (data, report) = load_real_data_unchecked(scenario, base_dir, skip_invalid)?;
+    report.check_drops()?;
+    Ok((data, report))
+}
+
+/// [`load_real_data`] without the drop check (for `inspect`, which shows the table first).
+pub fn load_real_data_unchecked(
     scenario: &Scenario,
     base_dir: &Path,
     skip_invalid: bool,
@@ -876,6 +1340,8 @@ pub fn load_real_data(
         max_response: spec.max_response_tokens(),
         group_names: Vec::new(),
         group_ids: HashMap::new(),
+        annotator_names: Vec::new(),
+        annotator_ids: HashMap::new(),
         train: Vec::new(),
         eval: Vec::new(),
     };
@@ -902,36 +1368,33 @@ pub fn load_real_data(
     }
     let (train_available, eval_available) = (builder.train.len(), builder.eval.len());
     let (train_side, val) = split_validation(builder.train, spec.val_pairs());
-    let train = bound(train_side, spec.train_pairs);
-    let eval = bound(builder.eval, spec.eval_pairs);
-    for (side, pairs) in [("training", &train), ("held-out", &eval)] {
-        if pairs.is_empty() {
-            return Err(Error::msg(format!(
-                "the real data gave no {side} pairs (check data.files, their limits and \
-                 data.eval_fraction = {})",
-                spec.eval_fraction()
-            )));
-        }
-    }
+    let val: Vec<PreferencePair> = val.into_iter().map(|(p, _)| p).collect();
+    let (train, train_info): (Vec<_>, Vec<_>) =
+        bound(train_side, spec.train_pairs).into_iter().unzip();
+    let (eval, eval_info): (Vec<_>, Vec<_>) =
+        bound(builder.eval, spec.eval_pairs).into_iter().unzip();
     let group_names = builder.group_names;
     let groups = group_names
         .iter()
         .enumerate()
         .map(|(g, name)| GroupCount {
             name: name.clone(),
-            train: train.iter().filter(|p| p.group == g).count(),
-            eval: eval.iter().filter(|p| p.group == g).count(),
+            train: train
+                .iter()
+                .filter(|p: &&PreferencePair| p.group == g)
+                .count(),
+            eval: eval
+                .iter()
+                .filter(|p: &&PreferencePair| p.group == g)
+                .count(),
         })
         .collect();
-    let all = || train.iter().chain(val.iter()).chain(eval.iter());
-    let max_prompt_len = all().map(|p| p.prompt.len()).max().unwrap_or(0);
-    let max_response_len = all()
-        .map(|p| p.chosen.len().max(p.rejected.len()))
-        .max()
-        .unwrap_or(0);
-    let report = LoadReport {
+    let mut report = LoadReport {
         tokenizer: tokenizer.describe(),
         eval_fraction: spec.eval_fraction(),
+        max_prompt_tokens: spec.max_prompt_tokens(),
+        max_response_tokens: spec.max_response_tokens(),
+        max_drop_fraction: spec.max_drop_fraction(),
         files,
         train_available,
         eval_available,
@@ -939,7 +1402,43 @@ pub fn load_real_data(
         val_pairs: val.len(),
         eval_pairs: eval.len(),
         groups,
+        annotators: builder.annotator_names,
+        warnings: Vec::new(),
+        train_info,
+        eval_info,
     };
+    report.collect_warnings();
+    let kept = train_available + eval_available;
+    if kept == 0 {
+        return Err(Error::msg(format!(
+            "the real data gave no pairs at all: every record was skipped, tied or dropped \
+             (see the load table below; check data.files, their format, fields and limits)\n\n{report}"
+        )));
+    }
+    for (side, pairs) in [("training", &train), ("held-out", &eval)] {
+        if pairs.is_empty() {
+            let distinct: std::collections::HashSet<&Vec<u32>> = train
+                .iter()
+                .chain(val.iter())
+                .chain(eval.iter())
+                .map(|p| &p.prompt)
+                .collect();
+            return Err(Error::msg(format!(
+                "the real data gave no {side} pairs: all {kept} kept pairs ({} distinct \
+                 truncated prompts) fell on the other side of the split by \
+                 data.eval_fraction = {} (pairs sharing a prompt stay together; more records or \
+                 another data.seed may help)\n\n{report}",
+                distinct.len(),
+                spec.eval_fraction()
+            )));
+        }
+    }
+    let all = || train.iter().chain(val.iter()).chain(eval.iter());
+    let max_prompt_len = all().map(|p| p.prompt.len()).max().unwrap_or(0);
+    let max_response_len = all()
+        .map(|p| p.chosen.len().max(p.rejected.len()))
+        .max()
+        .unwrap_or(0);
     let data = PreferenceData {
         train,
         val,

@@ -778,7 +778,9 @@ fn file_safe(label: &str) -> String {
 /// Validation curves (`curves.csv`) of the first representative cell of each method: one
 /// panel per metric, one line per method. `None` when no cell has curves.
 fn curves_figure(folder: &ResultFolder, name: &str) -> Result<Option<NamedFigure>> {
-    const PANELS: [(&str, &str, Option<(f64, f64)>); 6] = [
+    /// `(curves.csv column, panel title, y range)`.
+    type PanelSpec = (&'static str, &'static str, Option<(f64, f64)>);
+    const PANELS: [PanelSpec; 6] = [
         (
             "val_objective",
             "validation objective (selection criterion)",

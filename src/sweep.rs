@@ -906,13 +906,7 @@ where
     if is_finished(&dir) {
         return Ok(CellRun::Skipped);
     }
-    let parent = dir
-        .parent()
-        .ok_or_else(|| Error::msg(format!("{}: cell folder has no parent", dir.display())))?;
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let (parent, name) = split_cell_dir(&dir)?;
     std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     let tmp = tempfile::Builder::new()
         .prefix(&format!("{name}.tmp-{}-", std::process::id()))

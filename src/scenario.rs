@@ -322,8 +322,8 @@ pub const BYTE_TOKENIZER: &str = "byte";
 /// One real preference file (`[[data.files]]`).
 ///
 /// Paths: an absolute path is used as is; a relative one is resolved against the directory the
-/// run starts in (the project root), so the shipped scenarios name the data beside the project as
-/// `../shared/data/...`. Files are JSON Lines or one JSON array, gzip-compressed or plain (both
+/// run starts in (the project root), so the shipped scenarios name the data the repository
+/// ships as `data/hh-rlhf/...`. Files are JSON Lines or one JSON array, gzip-compressed or plain (both
 /// told by content). Every key is documented with worked examples in `docs/DATA.md`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -871,25 +871,18 @@ fn shipped_scenarios_validate_and_name_the_shared_data() {
             vec![Some("helpful".to_string()), Some("harmless".to_string())]
         );
         for f in &s.data.files {
-            assert!(
-                f.path.starts_with("../shared/data/hh-rlhf"),
-                "{}",
-                f.path.display()
-            );
+            assert!(f.path.starts_with("data/hh-rlhf"), "{}", f.path.display());
         }
     }
     assert!(gpu.model.d_model >= 512 && gpu.model.layers >= 6);
     assert!(gpu.data.max_prompt_tokens() > cpu.data.max_prompt_tokens());
     assert!(gpu.data.max_response_tokens() > cpu.data.max_response_tokens());
-    // Where the shared data sits beside the project (the project's own checkout and CI), the
-    // shipped scenario loads from the project root as is.
-    if root().join("../shared/data/hh-rlhf").is_dir() {
-        let (data, report) = load_real_data(&cpu, root(), false).unwrap();
-        assert_eq!(data.group_names, vec!["helpful", "harmless"]);
-        // SOURCES.md: 2,354 helpful-base and 2,312 harmless-base records.
-        assert_eq!(report.files[0].read.records, 2354);
-        assert_eq!(report.files[1].read.records, 2312);
-    }
+    // The data ship in the repository (data/), so the scenario loads from the project root.
+    let (data, report) = load_real_data(&cpu, root(), false).unwrap();
+    assert_eq!(data.group_names, vec!["helpful", "harmless"]);
+    // data/README.md: 2,354 helpful-base and 2,312 harmless-base records.
+    assert_eq!(report.files[0].read.records, 2354);
+    assert_eq!(report.files[1].read.records, 2312);
 }
 
 #[cfg(feature = "hf-tokenizer")]

@@ -11,8 +11,7 @@
 //! # Paths
 //! An absolute path is used as is; a relative one is joined to `base_dir`, which the command line
 //! sets to the directory the run starts in (the project root). The shipped scenarios therefore
-//! name the data beside the project as `../shared/data/...`, which holds for a fresh clone with
-//! `shared/` beside it as well as for the project's own checkout.
+//! name the data the repository ships as `data/hh-rlhf/...` (see `data/README.md`).
 //!
 //! # Layouts (one JSON object per record)
 //! A file whose first character (after a byte-order mark and white space) is `[` is one JSON

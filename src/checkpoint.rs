@@ -161,6 +161,7 @@ mod tests {
 
     #[test]
     fn round_trip_and_file_recorder_compatibility() {
+        let _rng = crate::rng::backend_rng_lock();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m");
         let a = linear(1);
@@ -181,6 +182,7 @@ mod tests {
 
     #[test]
     fn a_failed_write_leaves_the_old_checkpoint_intact() {
+        let _rng = crate::rng::backend_rng_lock();
         // Oracle: the file under the final name is byte-identical to the old complete one after
         // a write that dies half-way (injected), and a later complete write replaces it whole.
         let dir = tempfile::tempdir().unwrap();
@@ -208,6 +210,7 @@ mod tests {
 
     #[test]
     fn a_truncated_checkpoint_is_named_and_called_incomplete() {
+        let _rng = crate::rng::backend_rng_lock();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lpc-dpo");
         save(linear(1), &path).unwrap();
@@ -226,6 +229,7 @@ mod tests {
 
     #[test]
     fn a_corrupted_checkpoint_never_panics() {
+        let _rng = crate::rng::backend_rng_lock();
         // Every byte flipped in turn: the load gives a module or an error naming the file.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m");
@@ -243,6 +247,7 @@ mod tests {
 
     #[test]
     fn stale_lists_checkpoints_of_unlisted_methods() {
+        let _rng = crate::rng::backend_rng_lock();
         let dir = tempfile::tempdir().unwrap();
         let ck = dir.path().join(DIR);
         std::fs::create_dir_all(&ck).unwrap();

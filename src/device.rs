@@ -147,7 +147,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn seeded_builds_in_parallel_threads_are_identical_under_the_lock() {
+        // Oracle: a seeded build is a pure function of the seed when nothing else draws between
+        // the seed and the build; the lock guarantees that across threads of one process.
+        use crate::model::CpuBackend;
+        use burn::nn::LinearConfig;
+        let build = || {
+            let _rng = crate::rng::backend_rng_lock();
+            let device = Default::default();
+            CpuBackend::seed(&device, 9);
+            let l: burn::nn::Linear<CpuBackend> =
+                crate::model::backbone::materialise(LinearConfig::new(16, 16).init(&device));
+            l.weight.val().into_data().to_vec::<f32>().unwrap()
+        };
+        let first = build();
+        let all: Vec<Vec<f32>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(build)).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(all.iter().all(|w| *w == first));
+    }
+
+    #[test]
     fn parses_devices() {
+        let _rng = crate::rng::backend_rng_lock();
         assert_eq!(DeviceChoice::parse("cpu").unwrap(), DeviceChoice::Cpu);
         assert_eq!(DeviceChoice::parse("cuda").unwrap(), DeviceChoice::Cuda(0));
         assert_eq!(
@@ -160,6 +183,7 @@ mod tests {
 
     #[test]
     fn host_initialisation_equals_a_direct_build_and_leaves_the_generator_alike() {
+        let _rng = crate::rng::backend_rng_lock();
         // On the CPU backend (and its autodiff wrapper) init_on_host must give exactly the
         // module a direct seeded build gives, and leave the generator where that build leaves
         // it: both are checked by comparing weights and the next random draw.
@@ -203,6 +227,7 @@ mod tests {
     #[cfg(not(feature = "cuda"))]
     #[test]
     fn cuda_without_the_feature_says_how_to_build() {
+        let _rng = crate::rng::backend_rng_lock();
         let e = DeviceChoice::Cuda(0)
             .check_available()
             .unwrap_err()

@@ -35,6 +35,20 @@ pub fn substream(seed: u64, name: &str, index: u64) -> SeededRng {
     stream(seed, &format!("{name}/{index}"))
 }
 
+/// Exclusive use of burn's backend generator, which is process global (`B::seed` stores one
+/// generator that every random tensor op of the backend draws from).
+///
+/// Whoever seeds the backend and then draws from it (a training run, a test that compares two
+/// seeded builds) holds this guard for the whole sequence, so two such sequences in one process
+/// (parallel tests, an embedding application) cannot interleave their draws and make results
+/// depend on timing. Not re-entrant: take it once, at the outermost entry point. A panic while
+/// it is held does not block later holders.
+pub fn backend_rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A 64-bit seed derived from a master seed and a name (for seeding burn backends).
 pub fn derive_seed(seed: u64, name: &str) -> u64 {
     splitmix64(fnv1a64(name.as_bytes()) ^ splitmix64(seed))

@@ -250,6 +250,8 @@ pub fn run_scenario(scenario: &Scenario, out_dir: &Path, opts: &RunOptions) -> R
     let estimate = crate::plan::estimate(scenario);
     crate::plan::check_fits(&scenario.name, &estimate, &crate::plan::memory_budget()?)?;
     device.check_available()?;
+    // Training seeds burn's process-global generator and draws from it throughout.
+    let _rng = crate::rng::backend_rng_lock();
     let removed = prepare_run_dir(scenario, out_dir, opts.force)?;
     if !removed.is_empty() {
         eprintln!(

@@ -462,6 +462,7 @@ mod tests {
 
     #[test]
     fn log_probs_are_normalised_at_every_position() {
+        let _rng = crate::rng::backend_rng_lock();
         // sum_v exp(log pi(v | prefix, z)) = 1 by definition of log_softmax; checked at every
         // response slot of a ragged batch, with and without a code z.
         let device = Default::default();
@@ -504,6 +505,7 @@ mod tests {
 
     #[test]
     fn padding_never_changes_earlier_positions() {
+        let _rng = crate::rng::backend_rng_lock();
         // Causality: the hidden states of a sequence are identical whether it stands alone or
         // is right-padded (with any token) in a batch beside a longer sequence.
         let device = Default::default();
@@ -556,6 +558,7 @@ mod tests {
 
     #[test]
     fn future_tokens_do_not_leak_into_earlier_states() {
+        let _rng = crate::rng::backend_rng_lock();
         // Changing token t changes h at positions >= t only.
         let device = Default::default();
         let policy = tiny(9, 8);
@@ -569,6 +572,7 @@ mod tests {
 
     #[test]
     fn clones_of_a_fresh_policy_are_identical() {
+        let _rng = crate::rng::backend_rng_lock();
         // Pins the lazy-initialisation pitfall `materialise` exists for.
         let device = Default::default();
         let policy = tiny(5, 6);
@@ -582,6 +586,7 @@ mod tests {
 
     #[test]
     fn half_precision_matmuls_track_f32_and_train_f32_parameters() {
+        let _rng = crate::rng::backend_rng_lock();
         // Autocast rounds every matmul operand to the half format (relative rounding error
         // u = 2^-9 for bf16, 2^-11 for f16) and accumulates in f32, so log-probs move by a
         // small multiple of u times their size; the parameters, their gradients and the
@@ -670,6 +675,7 @@ mod tests {
 
     #[test]
     fn config_from_spec_uses_every_field() {
+        let _rng = crate::rng::backend_rng_lock();
         let spec = ModelSpec {
             d_model: 32,
             layers: 3,

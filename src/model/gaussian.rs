@@ -206,6 +206,7 @@ mod tests {
 
     #[test]
     fn kl_matches_closed_form_on_hand_values() {
+        let _rng = crate::rng::backend_rng_lock();
         // Row 0: q = N([1, 0], diag[1, e^1]), p = N(0, I):
         //   dim 0: 0 - 0 + (1 + 1)/1 - 1 = 1;  dim 1: 0 - 1 + (e + 0)/1 - 1 = e - 2
         //   KL = (1 + e - 2)/2 = (e - 1)/2.
@@ -225,6 +226,7 @@ mod tests {
 
     #[test]
     fn kl_is_non_negative_on_random_gaussians() {
+        let _rng = crate::rng::backend_rng_lock();
         let device = Default::default();
         let mut rng = stream(9, "kl");
         for _ in 0..20 {
@@ -239,6 +241,7 @@ mod tests {
 
     #[test]
     fn reparameterised_samples_have_the_posterior_moments() {
+        let _rng = crate::rng::backend_rng_lock();
         // u = mu + sigma eps: with 20000 draws the sample mean is within 5 sigma/sqrt(n) of mu
         // and the sample variance within 5 * sigma^2 sqrt(2/n) of sigma^2 (normal theory).
         let device = Default::default();
@@ -262,6 +265,7 @@ mod tests {
 
     #[test]
     fn heads_have_the_documented_shapes_and_standard_prior() {
+        let _rng = crate::rng::backend_rng_lock();
         let device = Default::default();
         B::seed(&device, 1);
         let learned = GaussianConfig::new(8, 3).init::<B>(&device);
@@ -285,6 +289,7 @@ mod tests {
 
     #[test]
     fn kl_gradient_reaches_both_heads() {
+        let _rng = crate::rng::backend_rng_lock();
         // The KL depends on every parameter of both MLPs (the projection is not involved).
         use burn::optim::GradientsParams;
         type A = CpuAutodiff;

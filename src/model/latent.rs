@@ -326,6 +326,7 @@ mod tests {
 
     #[test]
     fn soft_gumbel_sends_gradient_to_every_code() {
+        let _rng = crate::rng::backend_rng_lock();
         // dL/de_k = sum_n w_{n,k} dL/dz_n with w_{n,k} > 0 for soft weights, so every row of
         // E gets a non-zero gradient.
         let device = Default::default();
@@ -369,6 +370,7 @@ mod tests {
 
     #[test]
     fn pair_features_read_the_documented_states() {
+        let _rng = crate::rng::backend_rng_lock();
         use crate::data::PreferencePair;
         use crate::data::batch::PairBatch;
         use crate::model::PolicyConfig;
@@ -413,6 +415,7 @@ mod tests {
 
     #[test]
     fn code_is_the_weighted_sum_of_centred_codes() {
+        let _rng = crate::rng::backend_rng_lock();
         let device = Default::default();
         B::seed(&device, 3);
         let book = Codebook::<B>::new(3, 4, 1.0, &device);
@@ -438,6 +441,7 @@ mod tests {
 
     #[test]
     fn pooling_matches_its_formula_and_c0_is_identity() {
+        let _rng = crate::rng::backend_rng_lock();
         let device = Default::default();
         let own = Tensor::<B, 2>::from_floats([[1.0, 2.0], [3.0, 4.0]], &device);
         let ctx = Tensor::<B, 2>::from_floats(
@@ -483,6 +487,7 @@ mod tests {
 
     #[test]
     fn inference_weights_follow_their_mode() {
+        let _rng = crate::rng::backend_rng_lock();
         let device = Default::default();
         let logits = Tensor::<B, 2>::from_floats([[0.0, 2.0, 1.0], [3.0, 0.0, 0.0]], &device);
         let mut rng = stream(7, "prior");
@@ -509,6 +514,7 @@ mod tests {
 
     #[test]
     fn mixing_interpolates() {
+        let _rng = crate::rng::backend_rng_lock();
         let device = Default::default();
         let q = Tensor::<B, 2>::from_floats([[1.0, 0.0]], &device);
         let p = Tensor::<B, 2>::from_floats([[0.0, 2.0]], &device);

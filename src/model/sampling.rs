@@ -120,6 +120,7 @@ mod tests {
 
     #[test]
     fn sampled_tokens_follow_the_model_softmax() {
+        let _rng = crate::rng::backend_rng_lock();
         // A random (untrained) policy over 4 content tokens + separator 4. For every one of
         // n = 6000 draws from the same prompt and code, the first token is Categorical(p) with
         // p the model's restricted softmax at the separator, so each count is Binomial(n, p_k):
@@ -191,6 +192,7 @@ mod tests {
 
     #[test]
     fn ragged_lengths_and_reproducibility() {
+        let _rng = crate::rng::backend_rng_lock();
         let device = Default::default();
         B::seed(&device, 3);
         let policy = PolicyConfig::new(6, 10, 8, 1, 2, 16).init::<B>(&device);
@@ -207,6 +209,7 @@ mod tests {
 
     #[test]
     fn inverse_cdf_draw_picks_by_cumulative_mass() {
+        let _rng = crate::rng::backend_rng_lock();
         // p = [0.2, 0.5, 0.3]: u in [0, .2) -> 0, [.2, .7) -> 1, [.7, 1) -> 2.
         let lp = [0.2f64.ln(), 0.5f64.ln(), 0.3f64.ln()];
         assert_eq!(draw_restricted(&lp, 0.0).0, 0);

@@ -988,6 +988,7 @@ mod tests {
 
     #[test]
     fn train_method_is_a_loop_of_train_step() {
+        let _rng = crate::rng::backend_rng_lock();
         // train_method must be exactly: batch_order, then train_step at StepSchedule::at(step)
         // with the streams gumbel/<label> and context/<label>; replaying that by hand from the
         // same start gives bit-identical parameters.
@@ -1047,6 +1048,7 @@ mod tests {
     /// the curve unchanged, bit for bit; changing the validation labels does change them.
     #[test]
     fn held_out_labels_cannot_influence_selection() {
+        let _rng = crate::rng::backend_rng_lock();
         let (mut scenario, data, start) = smoke("lpc-dpo", 40);
         scenario.train.eval_every = 10;
         let method = &scenario.resolved_methods()[0];
@@ -1093,6 +1095,7 @@ mod tests {
 
     #[test]
     fn a_non_finite_loss_takes_no_step() {
+        let _rng = crate::rng::backend_rng_lock();
         // A NaN reference log-prob makes the DPO loss NaN: train_step reports it and returns
         // the model untouched (the loop then records the divergence).
         let (scenario, data, start) = smoke("dpo", 1);

@@ -147,6 +147,24 @@ pub fn recovery_scores(prefix: &str, codes: Option<&[usize]>, truth: &[usize]) -
         .collect()
 }
 
+/// What the code distributions themselves say, in nats: `code_info` = I(pair; z), the
+/// information the head's distribution carries about its input, and `type_info` = I(type; z),
+/// about the true type ([`metrics::code_information`], [`metrics::type_code_information`]).
+/// Beside the argmax scores, these tell a nearly flat head (whose argmax NMI can still be high)
+/// from one that commits to its codes. Blank for methods without the head.
+pub fn information_scores(prefix: &str, probs: Option<&[Vec<f64>]>, truth: &[usize]) -> Scores {
+    vec![
+        (
+            format!("{prefix}code_info"),
+            probs.map(metrics::code_information),
+        ),
+        (
+            format!("{prefix}type_info"),
+            probs.map(|p| metrics::type_code_information(p, truth)),
+        ),
+    ]
+}
+
 /// Every held-out score of one method, in a stable column order.
 pub fn score_method(
     pairs: &[PreferencePair],
@@ -173,6 +191,12 @@ pub fn score_method(
         .map(|rows| rows.iter().map(|r| argmax(r)).collect());
     out.extend(recovery_scores("post_", post.as_deref(), &truth));
     out.extend(recovery_scores("prior_", prior.as_deref(), &truth));
+    out.extend(information_scores(
+        "post_",
+        preds.posterior.as_deref(),
+        &truth,
+    ));
+    out.extend(information_scores("prior_", preds.prior.as_deref(), &truth));
     out.push((
         "mean_kl".to_string(),
         preds

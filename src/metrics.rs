@@ -419,6 +419,71 @@ pub fn code_perplexity(codes: &[usize]) -> f64 {
     entropy(&label_counts(codes)).exp()
 }
 
+/// Information the code distributions carry about their inputs, in nats: the mutual information
+/// between an item `i` (uniform over the rows) and a code `z ~ probs[i]`.
+///
+/// ```text
+/// I(i; z) = H( (1/n) sum_i probs_i ) - (1/n) sum_i H(probs_i)
+/// ```
+/// 0 when every row is the same distribution (however peaked), `ln K` at most. By the data
+/// processing inequality it bounds the information the codes can carry about any label of the
+/// items ([`type_code_information`]). An argmax over nearly flat rows can still give a high
+/// NMI; this number shows how much the distributions themselves say. NaN with no rows.
+pub fn code_information(probs: &[Vec<f64>]) -> f64 {
+    if probs.is_empty() {
+        return f64::NAN;
+    }
+    let mean_entropy =
+        probs.iter().map(|r| distribution_entropy(r)).sum::<f64>() / probs.len() as f64;
+    (distribution_entropy(&mean_row(probs)) - mean_entropy).max(0.0)
+}
+
+/// Information the code distributions carry about a label (the true type), in nats: the mutual
+/// information between `truth` and a code drawn from each item's row.
+///
+/// ```text
+/// I(t; z) = H( mean_i probs_i ) - sum_t (n_t / n) H( mean_{i: truth_i = t} probs_i )
+/// ```
+/// `0 <= I(t; z) <= min(H(t), I(i; z))`; equal to `H(t)` when each type's rows are one-hot on
+/// codes of their own. Divide by `H(t)` for the fraction of the type's entropy the soft codes
+/// recover. NaN with no rows.
+pub fn type_code_information(probs: &[Vec<f64>], truth: &[usize]) -> f64 {
+    assert_eq!(probs.len(), truth.len(), "one label per row");
+    if probs.is_empty() {
+        return f64::NAN;
+    }
+    let n = probs.len() as f64;
+    let mut by_type: std::collections::BTreeMap<usize, Vec<Vec<f64>>> = Default::default();
+    for (row, &t) in probs.iter().zip(truth) {
+        by_type.entry(t).or_default().push(row.clone());
+    }
+    let within: f64 = by_type
+        .values()
+        .map(|rows| rows.len() as f64 / n * distribution_entropy(&mean_row(rows)))
+        .sum();
+    (distribution_entropy(&mean_row(probs)) - within).max(0.0)
+}
+
+/// Entropy (nats) of one distribution; zero entries contribute 0.
+fn distribution_entropy(p: &[f64]) -> f64 {
+    -p.iter()
+        .filter(|&&x| x > 0.0)
+        .map(|&x| x * x.ln())
+        .sum::<f64>()
+}
+
+/// The element-wise mean of equally long rows.
+fn mean_row(rows: &[Vec<f64>]) -> Vec<f64> {
+    let k = rows.first().map_or(0, Vec::len);
+    let mut m = vec![0.0; k];
+    for r in rows {
+        for (a, b) in m.iter_mut().zip(r) {
+            *a += b / rows.len() as f64;
+        }
+    }
+    m
+}
+
 /// Number of codes that label at least `min_fraction` of the items
 /// (`count_k / n >= min_fraction`; use [`ACTIVE_CODE_FRACTION`]). 0 with no items.
 pub fn active_codes(codes: &[usize], min_fraction: f64) -> usize {
@@ -690,6 +755,41 @@ mod tests {
     }
 
     #[test]
+    fn code_information_closed_forms() {
+        // Oracles: identical rows carry no information however peaked; one-hot rows on a code
+        // per type carry H(t) = ln 2 about a balanced type and about the items; uniform mixing
+        // of two one-hot halves within each type carries ln 2 about the items but 0 about it.
+        let peaked = vec![vec![0.9, 0.1]; 4];
+        assert!(code_information(&peaked).abs() < 1e-12);
+        assert!(type_code_information(&peaked, &[0, 0, 1, 1]).abs() < 1e-12);
+        let onehot = vec![
+            vec![1.0, 0.0],
+            vec![1.0, 0.0],
+            vec![0.0, 1.0],
+            vec![0.0, 1.0],
+        ];
+        let ln2 = 2f64.ln();
+        assert!(close(code_information(&onehot), ln2, 1e-12));
+        assert!(close(
+            type_code_information(&onehot, &[0, 0, 1, 1]),
+            ln2,
+            1e-12
+        ));
+        assert!(type_code_information(&onehot, &[0, 1, 0, 1]).abs() < 1e-12);
+        // A hand-computed case: rows (1/2, 1/2) and (1, 0), one per type.
+        // H(mean) = H(3/4, 1/4); within = 1/2 ln 2 + 0.
+        let h = -(0.75f64 * 0.75f64.ln() + 0.25 * 0.25f64.ln());
+        let rows = vec![vec![0.5, 0.5], vec![1.0, 0.0]];
+        assert!(close(
+            type_code_information(&rows, &[0, 1]),
+            h - 0.5 * ln2,
+            1e-12
+        ));
+        assert!(close(code_information(&rows), h - 0.5 * ln2, 1e-12));
+        assert!(code_information(&[]).is_nan());
+    }
+
+    #[test]
     fn code_usage() {
         // Uniform over 4 codes: H = ln 4, perplexity 4.
         assert!(close(
@@ -799,6 +899,25 @@ mod tests {
             let perplexity = code_perplexity(&pred);
             prop_assert!(perplexity >= 1.0 - 1e-12 && perplexity <= s.clusters as f64 + 1e-9);
             prop_assert!(active_codes(&pred, ACTIVE_CODE_FRACTION) <= s.clusters);
+        }
+
+        #[test]
+        fn code_information_obeys_data_processing(
+            rows in prop::collection::vec(prop::collection::vec(0.001f64..1.0, 3), 1..40),
+            labels in prop::collection::vec(0usize..3, 40),
+        ) {
+            // Oracle: 0 <= I(t; z) <= min(I(i; z), H(t)) and I(i; z) <= ln K (information
+            // inequalities for a label that is a function of the item).
+            let probs: Vec<Vec<f64>> = rows
+                .iter()
+                .map(|r| { let s: f64 = r.iter().sum(); r.iter().map(|x| x / s).collect() })
+                .collect();
+            let truth = &labels[..probs.len()];
+            let ci = code_information(&probs);
+            let ti = type_code_information(&probs, truth);
+            let h_t = entropy(&label_counts(truth));
+            prop_assert!(ci >= 0.0 && ci <= 3f64.ln() + 1e-12);
+            prop_assert!(ti >= 0.0 && ti <= ci + 1e-12 && ti <= h_t + 1e-12);
         }
 
         #[test]

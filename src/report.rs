@@ -11,12 +11,14 @@ use crate::scenario::Scenario;
 
 /// The headline score columns of a method, `(header, metrics.csv column)`, shared by a run's
 /// `summary.md` and a sweep's `report.md`.
-pub const HEADLINE_COLUMNS: [(&str, &str); 12] = [
+pub const HEADLINE_COLUMNS: [(&str, &str); 14] = [
     ("acc obs", "acc_obs"),
     ("acc noiseless", "acc_noiseless"),
     ("type-steered acc noiseless", "steered_acc_noiseless"),
     ("prior NMI", "prior_nmi"),
     ("posterior NMI", "post_nmi"),
+    ("prior type info (nats)", "prior_type_info"),
+    ("posterior type info (nats)", "post_type_info"),
     ("bound NMI for its evidence", "bound_nmi_method"),
     ("posterior matched acc", "post_matched_acc"),
     ("mean KL(q‖p)", "mean_kl"),

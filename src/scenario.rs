@@ -1200,6 +1200,16 @@ pub struct MethodSpec {
     /// Free bits: the KL term is max(KL, free_bits) per pair. Default 0 (off).
     #[serde(default)]
     pub free_bits: Option<f64>,
+    /// Weight alpha of a code-diversity term on the batch's mean posterior (as in wav2vec 2.0's
+    /// Gumbel codebook): `alpha_now (1 - H(mean_batch q) / ln K)`, which keeps the posterior
+    /// from putting every pair on one code before the codes mean anything. `alpha_now` falls
+    /// linearly from alpha to 0 over the first `diversity_until` of training, so the final
+    /// objective is the method's own. Default 0 (off). Discrete LPC only.
+    #[serde(default)]
+    pub diversity: Option<f64>,
+    /// Fraction of training over which the diversity weight decays to 0. Default 0.25.
+    #[serde(default)]
+    pub diversity_until: Option<f64>,
     /// Annotator context C: the posterior mean-pools features over the pair and C other pairs
     /// labelled by the same annotator (needs `world.annotators > 0`). Default 0 (off).
     #[serde(default)]
@@ -1289,6 +1299,8 @@ pub struct ResolvedMethod {
     pub prior_schedule: PriorSchedule,
     pub lambda_warmup: f64,
     pub free_bits: f64,
+    pub diversity: f64,
+    pub diversity_until: f64,
     pub context: usize,
     pub posterior_pool: PosteriorPool,
     pub context_batches: ContextBatches,
@@ -1316,6 +1328,8 @@ impl MethodSpec {
             prior_schedule: None,
             lambda_warmup: None,
             free_bits: None,
+            diversity: None,
+            diversity_until: None,
             context: None,
             posterior_pool: None,
             context_batches: None,
@@ -1594,6 +1608,8 @@ impl Scenario {
                     prior_schedule: m.prior_schedule.unwrap_or_default(),
                     lambda_warmup: m.lambda_warmup.unwrap_or(0.0),
                     free_bits: m.free_bits.unwrap_or(0.0),
+                    diversity: m.diversity.unwrap_or(0.0),
+                    diversity_until: m.diversity_until.unwrap_or(0.25),
                     context: m.context.unwrap_or(0),
                     posterior_pool: m.posterior_pool.unwrap_or_default(),
                     context_batches: m.context_batches.unwrap_or_default(),
@@ -1788,6 +1804,13 @@ impl Scenario {
             lpc || name.latent == LatentKind::Gaussian,
             "lpc",
         )?;
+        only(m.diversity.is_some(), "diversity", lpc, "discrete lpc")?;
+        only(
+            m.diversity_until.is_some(),
+            "diversity_until",
+            lpc,
+            "discrete lpc",
+        )?;
         only(m.context.is_some(), "context", lpc, "discrete lpc")?;
         if m.context_batches.is_some() && m.context.unwrap_or(0) == 0 {
             return Err(rule(f("context_batches"), "needs context >= 1"));
@@ -1844,6 +1867,19 @@ impl Scenario {
             && !(b >= 0.0 && b.is_finite())
         {
             return Err(rule(f("free_bits"), "must be >= 0"));
+        }
+        if let Some(a) = m.diversity
+            && !(a >= 0.0 && a.is_finite())
+        {
+            return Err(rule(f("diversity"), "must be >= 0"));
+        }
+        if let Some(u) = m.diversity_until
+            && !(u > 0.0 && u <= 1.0)
+        {
+            return Err(rule(
+                f("diversity_until"),
+                "must be in (0, 1] (a fraction of training)",
+            ));
         }
         if let Some(c) = m.context
             && c > 0
@@ -2206,6 +2242,18 @@ mod tests {
         assert_eq!(
             invalid("[world]\nannotators = 10\n[data]\nheldout_annotators = 1.0").0,
             "data.heldout_annotators"
+        );
+        assert_eq!(
+            invalid("[[methods]]\nmethod = \"dpo\"\ndiversity = 0.1").0,
+            "methods[0].diversity"
+        );
+        assert_eq!(
+            invalid("[[methods]]\nmethod = \"lpc-dpo\"\ndiversity = -1.0").0,
+            "methods[0].diversity"
+        );
+        assert_eq!(
+            invalid("[[methods]]\nmethod = \"lpc-dpo\"\ndiversity_until = 0.0").0,
+            "methods[0].diversity_until"
         );
         let (f, r) = invalid("[data]\nheldout_annotators = 0.2");
         assert_eq!(f, "data.heldout_annotators");

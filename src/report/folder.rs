@@ -1000,7 +1000,7 @@ pub fn figures(folder: &ResultFolder) -> Result<Vec<NamedFigure>> {
 // report.md
 
 /// Method columns of the per-point tables: `(header, column)`.
-const TABLE_COLUMNS: [(&str, &str); 12] = super::HEADLINE_COLUMNS;
+const TABLE_COLUMNS: [(&str, &str); 14] = super::HEADLINE_COLUMNS;
 
 /// World rows under each table: `(label, [(table column, world column)])`.
 const WORLD_ROWS: [(&str, &[(&str, &str)]); 4] = [

@@ -679,6 +679,8 @@ pub struct StepSchedule {
     pub g: f64,
     /// KL weight lambda ([`schedule::kl_weight`]).
     pub kl_weight: f64,
+    /// Code-diversity weight ([`schedule::diversity_weight`]; 0 unless the method sets one).
+    pub diversity: f64,
     /// Learning rate ([`schedule::learning_rate`]).
     pub lr: f64,
 }
@@ -690,6 +692,7 @@ impl StepSchedule {
             tau: schedule::temperature(method, step, total),
             g: schedule::prior_mix(method, step, total),
             kl_weight: schedule::kl_weight(method, step, total),
+            diversity: schedule::diversity_weight(method, step, total),
             lr: schedule::learning_rate(
                 method.lr,
                 scenario.train.lr_warmup_steps,
@@ -715,6 +718,7 @@ pub struct StepOutcome<B: AutodiffBackend> {
 /// ```text
 /// fwd   = forward_pairs(model, pairs, context, cached ref log-probs, Gumbel code at (tau, g))
 /// loss  = mean_n pair_loss(fwd, lambda).losses          (read back to the host, one scalar)
+///         + alpha_now code_diversity_loss(posterior logits)   (only with `diversity > 0`)
 /// model = Adam(lr).step(model, grad loss)               (skipped when loss is not finite)
 /// ```
 ///
@@ -760,8 +764,17 @@ pub fn train_step<B: AutodiffBackend, O: Optimizer<MethodModel<B>, B>>(
         noise_rng,
         device,
     );
+    let diversity = match &fwd.code_logits {
+        Some((post, _)) if plan.diversity > 0.0 => {
+            Some(crate::objective::code_diversity_loss(post.clone()).mul_scalar(plan.diversity))
+        }
+        _ => None,
+    };
     let out = pair_loss(ctx, fwd, plan.kl_weight);
-    let loss = out.losses.mean();
+    let loss = match diversity {
+        Some(d) => out.losses.mean() + d,
+        None => out.losses.mean(),
+    };
     let loss_value = to_host(loss.clone().reshape([1]))[0];
     if !loss_value.is_finite() {
         return StepOutcome {

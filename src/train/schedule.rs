@@ -70,6 +70,15 @@ pub fn kl_weight(m: &ResolvedMethod, step: usize, total: usize) -> f64 {
     crate::objective::warmed_up_lambda(m.lambda, progress(step, total), m.lambda_warmup)
 }
 
+/// The weight of the code-diversity term (`methods[].diversity`), decaying linearly to 0 over
+/// the first `diversity_until` fraction of training:
+/// ```text
+/// alpha(step) = alpha max(0, 1 - progress / diversity_until)
+/// ```
+pub fn diversity_weight(m: &ResolvedMethod, step: usize, total: usize) -> f64 {
+    m.diversity * (1.0 - progress(step, total) / m.diversity_until).max(0.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +97,18 @@ mod tests {
         // Midpoint of the cosine: u = 1/2 -> lr/2.
         let mid = learning_rate(1.0, 0, LrSchedule::Cosine, 50, 101);
         assert!((mid - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn diversity_weight_decays_linearly_to_zero() {
+        // Oracle: alpha max(0, 1 - progress / until) with progress = step / (total - 1).
+        let text = "[[methods]]\nmethod = \"lpc-dpo\"\ndiversity = 0.2\ndiversity_until = 0.5";
+        let m = &crate::scenario::Scenario::from_toml_str(text, "t")
+            .unwrap()
+            .resolved_methods()[0];
+        assert_eq!(diversity_weight(m, 0, 101), 0.2);
+        assert!((diversity_weight(m, 25, 101) - 0.1).abs() < 1e-12);
+        assert_eq!(diversity_weight(m, 50, 101), 0.0);
+        assert_eq!(diversity_weight(m, 100, 101), 0.0);
     }
 }

@@ -116,14 +116,15 @@ impl LengthRule {
         }
     }
     /// Credit against the observed label: 1 when the rule picks the chosen response, 0 when it
-    /// picks the rejected one, 0.5 on equal lengths.
+    /// picks the rejected one, 0.5 on equal lengths (the crate's accuracy rule, with the length
+    /// difference as the margin: [`metrics::margin_prediction`]).
     pub fn credit(self, s: &Sample) -> f64 {
-        use std::cmp::Ordering::*;
-        match (s.chosen_len.cmp(&s.rejected_len), self) {
-            (Equal, _) => 0.5,
-            (Greater, LengthRule::Longer) | (Less, LengthRule::Shorter) => 1.0,
-            _ => 0.0,
-        }
+        let longer = s.chosen_len as f64 - s.rejected_len as f64;
+        let margin = match self {
+            LengthRule::Longer => longer,
+            LengthRule::Shorter => -longer,
+        };
+        metrics::preference_credit(metrics::margin_prediction(margin), 1.0)
     }
 }
 

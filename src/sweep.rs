@@ -64,13 +64,13 @@
 //! `FAILED`, nothing else), replaced when the cell is retried. `*.tmp-*` and `*.stale-*` folders
 //! are never read and may be removed by hand once no sweep is running.
 
+use crate::results::{read_string_csv, write_atomic};
 use crate::scenario::{MethodName, ObjectiveKind, Scenario, ScenarioError};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use toml::Value;
 
@@ -935,19 +935,6 @@ where
     Ok(CellRun::Ran)
 }
 
-/// Write a file atomically: a temporary file in the same folder, fsync, rename over `path`.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    sync_dir(dir);
-    Ok(())
-}
-
 /// Best-effort fsync of a folder so a rename inside it survives a crash (not all platforms
 /// allow opening a folder; a failure only weakens durability, never correctness of resume).
 fn sync_dir(dir: &Path) {
@@ -1180,37 +1167,6 @@ pub fn merge(out: &Path) -> Result<MergedTable> {
     })
 }
 
-/// A header and string records; every record has the header's length.
-fn read_string_csv(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>)> {
-    let data_error = |e: csv::Error| Error::Data {
-        path: path.to_path_buf(),
-        line: e.position().map(|p| p.line() as usize).unwrap_or_default(),
-        message: e.to_string(),
-    };
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_path(path)
-        .map_err(|e| match e.kind() {
-            csv::ErrorKind::Io(_) => match e.into_kind() {
-                csv::ErrorKind::Io(io) => Error::io(path, io),
-                _ => Error::msg(format!("{}: unreadable", path.display())),
-            },
-            _ => data_error(e),
-        })?;
-    let header: Vec<String> = reader
-        .headers()
-        .map_err(data_error)?
-        .iter()
-        .map(str::to_string)
-        .collect();
-    let mut records = Vec::new();
-    for r in reader.records() {
-        let r = r.map_err(data_error)?;
-        records.push(r.iter().map(str::to_string).collect());
-    }
-    Ok((header, records))
-}
-
 /// Compare field lists: numbers (anything `f64` parses) numerically and before text, text
 /// lexicographically; ties between equal numbers written differently (`1`, `1.0`) by text.
 fn cmp_fields(a: &[String], b: &[String]) -> Ordering {
@@ -1309,6 +1265,7 @@ pub enum ColumnStat {
     /// mean = (1/k) Σ x_i                             (None when k = 0)
     /// std  = sqrt( Σ (x_i - mean)² / (k - 1) )       (sample std; None when k < 2)
     /// ```
+    /// computed by [`crate::metrics::mean_std`].
     Numeric {
         mean: Option<f64>,
         std: Option<f64>,
@@ -1370,11 +1327,11 @@ pub fn summarise(table: &MergedTable) -> Summary {
                         .filter(|v| !v.is_empty());
                     if is_num {
                         let xs: Vec<f64> = values.filter_map(|v| v.parse().ok()).collect();
-                        let (mean, std) = mean_std(&xs);
+                        let m = crate::metrics::mean_std(&xs);
                         ColumnStat::Numeric {
-                            mean,
-                            std,
-                            k: xs.len(),
+                            mean: (m.n >= 1).then_some(m.mean),
+                            std: (m.n >= 2).then_some(m.std),
+                            k: m.n,
                         }
                     } else {
                         let distinct: BTreeSet<&str> = values.collect();
@@ -1413,18 +1370,6 @@ pub fn without_seed(id: &str) -> String {
         kept.join(",")
     };
     format!("{point}/{method}")
-}
-
-/// Mean and sample standard deviation, see [`ColumnStat::Numeric`].
-pub fn mean_std(xs: &[f64]) -> (Option<f64>, Option<f64>) {
-    let k = xs.len();
-    if k == 0 {
-        return (None, None);
-    }
-    let mean = xs.iter().sum::<f64>() / k as f64;
-    let std = (k >= 2)
-        .then(|| (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1) as f64).sqrt());
-    (Some(mean), std)
 }
 
 impl Summary {

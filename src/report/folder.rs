@@ -240,25 +240,7 @@ fn scenario_text(dir: &Path) -> (String, String) {
 
 /// Read a CSV file with a header into a [`Table`] of strings.
 pub fn read_table(path: &Path) -> Result<Table> {
-    let data_error = |e: csv::Error| Error::Data {
-        path: path.to_path_buf(),
-        line: e.position().map(|p| p.line() as usize).unwrap_or_default(),
-        message: e.to_string(),
-    };
-    let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_reader(text.as_slice());
-    let columns: Vec<String> = reader
-        .headers()
-        .map_err(data_error)?
-        .iter()
-        .map(str::to_string)
-        .collect();
-    let mut rows = Vec::new();
-    for r in reader.records() {
-        rows.push(r.map_err(data_error)?.iter().map(str::to_string).collect());
-    }
+    let (columns, rows) = crate::results::read_string_csv(path)?;
     Ok(Table { columns, rows })
 }
 

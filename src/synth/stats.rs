@@ -72,6 +72,7 @@ use super::labels::{js_bernoulli_bits, noiseless, observed_prob, sigmoid};
 use super::{World, label_posterior};
 use crate::data::PreferencePair;
 use crate::data::context::ContextPool;
+use crate::metrics::preference_credit;
 use crate::rng::stream;
 
 /// Half-width of the band around 1/2 that counts as a tie.
@@ -137,11 +138,6 @@ fn step(p: f64) -> f64 {
     }
 }
 
-/// Credit d y + (1 - d)(1 - y) of prediction weight d against target probability y.
-fn credit(d: f64, y: f64) -> f64 {
-    d * y + (1.0 - d) * (1.0 - y)
-}
-
 /// Streaming accumulator of [`WorldStats`]: add pairs one at a time, then `finish`.
 #[derive(Debug, Clone)]
 pub struct StatsAccumulator<'w> {
@@ -202,21 +198,21 @@ impl<'w> StatsAccumulator<'w> {
         let mut c = PairCredits::default();
         // Type oracle.
         c.acc_observed[0] = step(self.q_obs[t]);
-        c.acc_noiseless[0] = credit(step(self.nl[t]), self.nl[t]);
+        c.acc_noiseless[0] = preference_credit(step(self.nl[t]), self.nl[t]);
         c.exp_observed[0] = (0..w.types())
-            .map(|k| pi[k] * credit(step(self.q_obs[k]), self.q_obs[k]))
+            .map(|k| pi[k] * preference_credit(step(self.q_obs[k]), self.q_obs[k]))
             .sum();
         c.exp_noiseless[0] = (0..w.types())
-            .map(|k| pi[k] * credit(step(self.nl[k]), self.nl[k]))
+            .map(|k| pi[k] * preference_credit(step(self.nl[k]), self.nl[k]))
             .sum();
         // Prompt (index 1) and population (index 2) oracles.
         for (i, belief) in [(1, pi.as_slice()), (2, w.type_marginal())] {
             let d_obs = step(mix(belief, &self.q_obs));
             let d_nl = step(mix(belief, &self.nl));
             c.acc_observed[i] = d_obs;
-            c.acc_noiseless[i] = credit(d_nl, self.nl[t]);
-            c.exp_observed[i] = credit(d_obs, y_obs);
-            c.exp_noiseless[i] = credit(d_nl, y_nl);
+            c.acc_noiseless[i] = preference_credit(d_nl, self.nl[t]);
+            c.exp_observed[i] = preference_credit(d_obs, y_obs);
+            c.exp_noiseless[i] = preference_credit(d_nl, y_nl);
         }
         c
     }

@@ -273,7 +273,7 @@ pub fn forward_pairs<B: Backend>(
                     let z_q = heads.code(w_q);
                     if *g > 0.0 {
                         let z_p = heads.code(softmax(prior_logits.clone(), 1));
-                        z_q.mul_scalar(1.0 - g) + z_p.mul_scalar(*g)
+                        crate::model::latent::mix_codes(z_q, z_p, *g)
                     } else {
                         z_q
                     }
@@ -304,7 +304,7 @@ pub fn forward_pairs<B: Backend>(
                     let z_q = heads.project(reparameterise(&q, eps));
                     if *g > 0.0 {
                         let z_p = heads.project(p.mean.clone());
-                        z_q.mul_scalar(1.0 - g) + z_p.mul_scalar(*g)
+                        crate::model::latent::mix_codes(z_q, z_p, *g)
                     } else {
                         z_q
                     }

@@ -8,6 +8,8 @@
 //! `scenario → synth (world) → data (pairs, batches) → model → objective → train → metrics →
 //! results`, with `cli` and `commands` on top and `main.rs` a few lines long.
 
+#![warn(missing_docs)]
+
 pub mod baselines;
 pub mod checkpoint;
 pub mod cli;

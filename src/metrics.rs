@@ -371,9 +371,13 @@ pub fn matching(pred: &[usize], truth: &[usize]) -> BTreeMap<usize, usize> {
 pub struct PartitionScores {
     /// Number of items.
     pub n: u64,
+    /// Normalised mutual information (arithmetic-mean normalisation), in [0, 1].
     pub nmi: f64,
+    /// Adjusted Rand index, 0 in expectation for random labels, 1 for equal partitions.
     pub ari: f64,
+    /// Purity: the share of items whose predicted label's majority true label is theirs.
     pub purity: f64,
+    /// Accuracy under the best one-to-one matching of predicted to true labels.
     pub matched_accuracy: f64,
     /// Distinct predicted labels K.
     pub clusters: usize,
@@ -525,6 +529,7 @@ pub fn sample_std(xs: &[f64]) -> f64 {
 /// A mean and its sample standard deviation over `n` values (e.g. seeds).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct MeanStd {
+    /// Number of values.
     pub n: usize,
     /// NaN when `n = 0`.
     pub mean: f64,

@@ -221,6 +221,7 @@ pub struct Part {
 /// The resource estimate of a checked scenario.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Estimate {
+    /// Peak memory by part.
     pub parts: Vec<Part>,
     /// Backbone multiply-adds of the whole run.
     pub work: f64,
@@ -578,9 +579,13 @@ pub fn estimate(s: &Scenario) -> Estimate {
 /// Memory a run may use.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Budget {
+    /// Host memory available to the run, bytes.
     pub host: f64,
+    /// Where `host` came from (the environment variable, `/proc/meminfo` or the fallback).
     pub host_source: String,
+    /// Device memory available to a CUDA run, bytes.
     pub device: f64,
+    /// Where `device` came from (the environment variable or the fallback).
     pub device_source: String,
 }
 

@@ -215,7 +215,9 @@ pub fn prepare_out_dir(dir: &Path, force: bool, expected_files: &[&str]) -> Resu
 /// names), written as CSV with blanks for missing cells.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Table {
+    /// Column names, in order.
     pub columns: Vec<String>,
+    /// Rows, each as long as `columns` (blank for a missing cell).
     pub rows: Vec<Vec<String>>,
 }
 

@@ -108,17 +108,30 @@ pub enum SweepError {
     Base(String),
     /// A sweep key is malformed or names no field: `sweep.world.distnace is not a scenario field`.
     #[error("sweep.{key} {rule}")]
-    Key { key: String, rule: String },
+    Key {
+        /// The key as written after `sweep.`.
+        key: String,
+        /// The rule it breaks.
+        rule: String,
+    },
     /// One listed value breaks a rule: `sweep.world.distance[2] must be in [0, 1]`.
     #[error("sweep.{key}[{index}] {rule}")]
     Value {
+        /// The key as written after `sweep.`.
         key: String,
+        /// Position of the value in the key's list.
         index: usize,
+        /// The rule the value breaks.
         rule: String,
     },
     /// A combination of values breaks a rule that no single key owns.
     #[error("sweep cell {id}: {message}")]
-    Cell { id: String, message: String },
+    Cell {
+        /// The cell id.
+        id: String,
+        /// The rule broken and the values that break it.
+        message: String,
+    },
     /// A bad `--shard` argument.
     #[error("{0}")]
     Shard(String),
@@ -157,6 +170,7 @@ pub struct Override {
     pub key: String,
     /// Position of the value in the axis' list.
     pub index: usize,
+    /// The value, as TOML.
     pub value: Value,
 }
 
@@ -723,9 +737,11 @@ impl Shard {
         }
         Ok(Shard { index, count })
     }
+    /// This shard's 0-based index.
     pub fn index(self) -> usize {
         self.index
     }
+    /// Number of shards.
     pub fn count(self) -> usize {
         self.count
     }
@@ -949,7 +965,9 @@ fn sync_dir(dir: &Path) {
 /// A finished cell found in an output folder.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FinishedCell {
+    /// The cell's folder.
     pub dir: PathBuf,
+    /// Its `cell.toml`.
     pub record: CellRecord,
 }
 
@@ -1023,6 +1041,7 @@ pub struct MergedTable {
     pub override_columns: Vec<String>,
     /// The `metrics.csv` columns, in order of first appearance over cells sorted by id.
     pub metric_columns: Vec<String>,
+    /// One row per finished cell and method, sorted by overrides then method.
     pub rows: Vec<MergedRow>,
 }
 
@@ -1238,6 +1257,7 @@ pub struct Summary {
     /// Whether each metric column is numeric: every non-blank value in the whole merged table
     /// parses as `f64`.
     pub numeric: Vec<bool>,
+    /// One row per group (grid point without the seed, and method).
     pub rows: Vec<SummaryRow>,
 }
 
@@ -1267,8 +1287,11 @@ pub enum ColumnStat {
     /// ```
     /// computed by [`crate::metrics::mean_std`].
     Numeric {
+        /// The mean; None when k = 0.
         mean: Option<f64>,
+        /// The sample standard deviation; None when k < 2.
         std: Option<f64>,
+        /// Number of non-blank values.
         k: usize,
     },
     /// A text column: its distinct non-blank values, sorted, joined by `|` (blank if none).

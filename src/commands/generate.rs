@@ -39,7 +39,9 @@ pub struct PairRecord<'a> {
     pub rejected: &'a [u32],
     /// Space-joined text form, `t3 t7 t1`.
     pub prompt_text: &'a str,
+    /// Space-joined text form of the chosen response.
     pub chosen_text: &'a str,
+    /// Space-joined text form of the rejected response.
     pub rejected_text: &'a str,
     /// Prompt source.
     pub source: usize,
@@ -50,6 +52,7 @@ pub struct PairRecord<'a> {
     pub annotator: usize,
     /// r_type(x, chosen) and r_type(x, rejected).
     pub reward_chosen: f64,
+    /// r_type(x, rejected).
     pub reward_rejected: f64,
     /// P(chosen > rejected) under the pair's type, before any flip.
     pub label_prob: f64,

@@ -86,9 +86,13 @@ pub struct RunOptions {
 /// What a finished run reports.
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
+    /// Number of methods trained.
     pub methods: usize,
+    /// Labels of the methods whose loss stopped being finite.
     pub diverged: Vec<String>,
+    /// Wall-clock seconds of the whole run.
     pub seconds: f64,
+    /// The folder the results were written to.
     pub out_dir: PathBuf,
 }
 
@@ -280,7 +284,9 @@ pub fn run_scenario(scenario: &Scenario, out_dir: &Path, opts: &RunOptions) -> R
 
 /// The data of a run: a synthetic world and its pairs, or real pairs.
 pub struct RunData {
+    /// The synthetic world (None for real data).
     pub world: Option<World>,
+    /// The train, validation and held-out pairs.
     pub data: PreferenceData,
     /// Real data: what the loader read, kept, dropped and warned about.
     pub load: Option<crate::data::real::LoadReport>,
@@ -469,6 +475,7 @@ pub fn log_length_prob(world: &World, len: usize) -> f64 {
 
 /// A run on backend `B` (CPU or CUDA), chosen at run time from `train.device`.
 pub struct RunOn<B: AutodiffBackend> {
+    /// The device every tensor of the run lives on.
     pub device: B::Device,
 }
 
@@ -688,8 +695,11 @@ pub fn save_module<B: Backend, M: Module<B>>(module: M, path: &Path) -> Result<(
 
 /// Scores and per-pair rows of one trained model.
 pub struct ScoredModel {
+    /// Named scores of the model on the held-out pairs (one `metrics.csv` row).
     pub scores: Scores,
+    /// Per-pair rows for `codes.csv`, as (column, value) lists.
     pub code_rows: Vec<Vec<(String, String)>>,
+    /// Rows for `steering.csv`, as (column, value) lists.
     pub steering_rows: Vec<Vec<(String, String)>>,
 }
 

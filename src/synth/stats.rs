@@ -102,17 +102,29 @@ pub struct WorldStats {
     /// Fraction of pairs whose observed label agrees with the true type's noiseless preference
     /// (ties count 1/2).
     pub label_agreement: f64,
+    /// Type oracle, realised against observed labels (see the module docs).
     pub type_oracle_acc_observed: f64,
+    /// Type oracle, realised against the noiseless preference.
     pub type_oracle_acc_noiseless: f64,
+    /// Prompt oracle, realised against observed labels.
     pub prompt_oracle_acc_observed: f64,
+    /// Prompt oracle, realised against the noiseless preference.
     pub prompt_oracle_acc_noiseless: f64,
+    /// Population oracle, realised against observed labels.
     pub population_oracle_acc_observed: f64,
+    /// Population oracle, realised against the noiseless preference.
     pub population_oracle_acc_noiseless: f64,
+    /// Type oracle, expected against observed labels.
     pub type_oracle_exp_observed: f64,
+    /// Type oracle, expected against the noiseless preference.
     pub type_oracle_exp_noiseless: f64,
+    /// Prompt oracle, expected against observed labels.
     pub prompt_oracle_exp_observed: f64,
+    /// Prompt oracle, expected against the noiseless preference.
     pub prompt_oracle_exp_noiseless: f64,
+    /// Population oracle, expected against observed labels.
     pub population_oracle_exp_observed: f64,
+    /// Population oracle, expected against the noiseless preference.
     pub population_oracle_exp_noiseless: f64,
     /// Identifiability bound: accuracy of argmax_t P(t | x, y_w > y_l) against the true types.
     pub bayes_type_acc: f64,
@@ -121,9 +133,13 @@ pub struct WorldStats {
 /// Per-pair credits of the three oracles, in the order type, prompt, population.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PairCredits {
+    /// Realised credit against the observed label.
     pub acc_observed: [f64; 3],
+    /// Realised credit against the noiseless preference of the true type.
     pub acc_noiseless: [f64; 3],
+    /// Expected credit against the label, over the type posterior and label noise.
     pub exp_observed: [f64; 3],
+    /// Expected credit against the noiseless preference, over the type posterior.
     pub exp_noiseless: [f64; 3],
 }
 

@@ -3,7 +3,7 @@
 //! mean ± std summary over seeds, and a relative cost estimate for `--dry-run`.
 //!
 //! This module never trains and never computes a metric: running one cell is the `run`
-//! pipeline's job (`commands::run::run_scenario`), which the `sweep` command calls inside
+//! pipeline's job (`experiment::run_scenario`), which the `sweep` command calls inside
 //! [`run_cell_atomically`]; the metric values are copied from each cell's `metrics.csv` as
 //! strings. Plots and `report.md` belong to the report command.
 //!

@@ -7,7 +7,7 @@
 //! backward, Adam step. The frozen reference's log-probabilities are cached once per run
 //! ([`ReferenceCache`]), so they cost nothing per step.
 //!
-//! This module trains and evaluates; it formats nothing (see `commands::run` and `results`).
+//! This module trains and evaluates; it formats nothing (see `experiment` and `results`).
 
 pub mod schedule;
 

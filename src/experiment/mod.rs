@@ -10,6 +10,7 @@
 
 pub mod generate;
 pub mod sweep;
+pub mod validate;
 
 use crate::data::{PreferenceData, PreferencePair};
 use crate::evaluate::{self, PairPredictions, Scores, argmax};

@@ -19,7 +19,7 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use lpc_bench::commands::generate::write_jsonl;
+use lpc_bench::experiment::generate::write_jsonl;
 use lpc_bench::rng::stream;
 use lpc_bench::scenario::Scenario;
 use lpc_bench::synth::{StatsAccumulator, TRAIN_STREAM, WORLD_STREAM, World};

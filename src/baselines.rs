@@ -69,8 +69,11 @@ impl Score {
 /// What a baseline knows about one pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sample {
+    /// Group id of the pair.
     pub group: usize,
+    /// Length of the chosen response (tokens, before truncation where the loader knows it).
     pub chosen_len: usize,
+    /// Length of the rejected response, like `chosen_len`.
     pub rejected_len: usize,
     /// Whether the chosen response came first (`None`: positions unknown).
     pub first_won: Option<bool>,
@@ -104,7 +107,9 @@ pub fn samples(pairs: &[PreferencePair], info: &[PairInfo]) -> Vec<Sample> {
 /// A length rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LengthRule {
+    /// Predict that the longer response wins.
     Longer,
+    /// Predict that the shorter response wins.
     Shorter,
 }
 
@@ -116,14 +121,15 @@ impl LengthRule {
         }
     }
     /// Credit against the observed label: 1 when the rule picks the chosen response, 0 when it
-    /// picks the rejected one, 0.5 on equal lengths.
+    /// picks the rejected one, 0.5 on equal lengths (the crate's accuracy rule, with the length
+    /// difference as the margin: [`metrics::margin_prediction`]).
     pub fn credit(self, s: &Sample) -> f64 {
-        use std::cmp::Ordering::*;
-        match (s.chosen_len.cmp(&s.rejected_len), self) {
-            (Equal, _) => 0.5,
-            (Greater, LengthRule::Longer) | (Less, LengthRule::Shorter) => 1.0,
-            _ => 0.0,
-        }
+        let longer = s.chosen_len as f64 - s.rejected_len as f64;
+        let margin = match self {
+            LengthRule::Longer => longer,
+            LengthRule::Shorter => -longer,
+        };
+        metrics::preference_credit(metrics::margin_prediction(margin), 1.0)
     }
 }
 
@@ -134,6 +140,7 @@ pub struct Baseline {
     pub name: &'static str,
     /// What was learned on the training pairs (or why it does not apply).
     pub rule: String,
+    /// Over all held-out pairs.
     pub overall: Score,
     /// Per group (in group-id order).
     pub per_group: Vec<Score>,
@@ -290,7 +297,9 @@ pub fn accuracy_baselines(
 /// Mean and 95th percentile of the shuffled-code NMI.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NullStats {
+    /// Mean NMI over the shuffles.
     pub mean: f64,
+    /// 95th percentile of the NMI over the shuffles.
     pub p95: f64,
 }
 
@@ -384,11 +393,13 @@ pub fn add_nmi_nulls(metrics: &mut Table, codes: &Table, seed: u64) {
 /// Everything a real-data summary sets beside the methods.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RealReference {
+    /// Group names, indexed by group id.
     pub group_names: Vec<String>,
     /// Training pairs per group.
     pub train_counts: Vec<usize>,
     /// Held-out pairs per group.
     pub eval_counts: Vec<usize>,
+    /// The accuracy baselines (see [`accuracy_baselines`]).
     pub baselines: Vec<Baseline>,
     /// [`MIN_GROUP_PAIRS`].
     pub min_group_pairs: usize,

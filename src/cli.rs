@@ -15,6 +15,7 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 #[command(name = "lpc-bench", version, about, long_about)]
 pub struct Cli {
+    /// The subcommand to run.
     #[command(subcommand)]
     pub command: Command,
 }
@@ -59,6 +60,7 @@ pub enum Command {
     Report(ReportArgs),
 }
 
+/// Arguments of `lpc-bench validate`.
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     /// Scenario files to check.
@@ -69,6 +71,7 @@ pub struct ValidateArgs {
     pub quiet: bool,
 }
 
+/// Arguments of `lpc-bench generate`.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// Scenario file with a [world] table.
@@ -88,6 +91,7 @@ pub struct GenerateArgs {
     pub quiet: bool,
 }
 
+/// Arguments of `lpc-bench score`.
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
     /// CSV file with a header row.
@@ -100,6 +104,7 @@ pub struct ScoreArgs {
     pub truth: String,
 }
 
+/// Arguments of `lpc-bench run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Scenario file (one scenario; a file with a [sweep] table runs with `lpc-bench sweep`).
@@ -138,6 +143,7 @@ pub struct RunArgs {
     pub skip_invalid: bool,
 }
 
+/// Arguments of `lpc-bench inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// Scenario file.
@@ -151,6 +157,7 @@ pub struct InspectArgs {
     pub skip_invalid: bool,
 }
 
+/// Arguments of `lpc-bench eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// A folder written by `lpc-bench run`.
@@ -163,6 +170,7 @@ pub struct EvalArgs {
     pub quiet: bool,
 }
 
+/// Arguments of `lpc-bench sweep`.
 #[derive(Debug, Args)]
 pub struct SweepArgs {
     /// Scenario file with a [sweep] table (a file without one runs one cell per method).
@@ -193,6 +201,7 @@ pub struct SweepArgs {
     pub quiet: bool,
 }
 
+/// Arguments of `lpc-bench report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// A sweep output folder (holding cells/) or a folder written by `lpc-bench run`.

@@ -10,6 +10,7 @@ use burn::tensor::backend::Backend;
 /// A parsed `train.device` / `--device` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceChoice {
+    /// The host CPU.
     Cpu,
     /// CUDA device index.
     Cuda(usize),

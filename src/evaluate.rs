@@ -28,18 +28,6 @@ pub struct PairPredictions {
     pub kl: Option<Vec<f64>>,
 }
 
-/// Accuracy credit of a margin against a 0/1/0.5 target: a margin of exactly 0 earns 0.5.
-fn credit(margin: f64, chosen_wins: f64) -> f64 {
-    let predicted = if margin > 0.0 {
-        1.0
-    } else if margin < 0.0 {
-        0.0
-    } else {
-        0.5
-    };
-    1.0 - (predicted - chosen_wins).abs()
-}
-
 /// Index of the largest entry (first on ties).
 pub fn argmax(row: &[f64]) -> usize {
     let mut best = 0;
@@ -51,24 +39,24 @@ pub fn argmax(row: &[f64]) -> usize {
     best
 }
 
-/// Mean of `f(pair, margin)` over pairs whose group is in `keep`; `None` when no pair is kept.
+/// [`metrics::margin_accuracy`] of the margins against `target(pair)` over the pairs `keep`
+/// admits (a tie counts 1/2, a NaN margin gives NaN); `None` when no pair is kept or a kept
+/// pair has no target.
 fn mean_where(
     pairs: &[PreferencePair],
     margins: &[f64],
     keep: impl Fn(&PreferencePair) -> bool,
     target: impl Fn(&PreferencePair) -> Option<f64>,
 ) -> Option<f64> {
-    let mut total = 0.0;
-    let mut n = 0usize;
+    let (mut kept, mut targets) = (Vec::new(), Vec::new());
     for (p, m) in pairs.iter().zip(margins) {
         if !keep(p) {
             continue;
         }
-        let t = target(p)?;
-        total += credit(*m, t);
-        n += 1;
+        targets.push(target(p)?);
+        kept.push(*m);
     }
-    (n > 0).then(|| total / n as f64)
+    (!kept.is_empty()).then(|| metrics::margin_accuracy(&kept, &targets))
 }
 
 /// Preference accuracy of `margins`: against observed labels (the chosen side always won the
@@ -280,6 +268,21 @@ mod tests {
         assert_eq!(get("acc_noiseless_a"), 0.5);
         assert_eq!(get("acc_obs_b"), 0.5);
         assert_eq!(get("acc_obs_worst_group"), 0.5);
+    }
+
+    #[test]
+    fn accuracy_uses_the_crate_rule_for_double_ties_and_nan() {
+        // Oracle: metrics::preference_credit(margin_prediction(m), t) = p t + (1 - p)(1 - t).
+        // Equal true rewards give the noiseless target 1/2; a zero margin predicts 1/2; the
+        // credit is 1/4 + 1/4 = 1/2 (not 1: two coin flips agree half the time).
+        let names = vec!["a".to_string()];
+        let tie = accuracy_scores("", &[pair(0, 1.0, 1.0)], &[0.0], &names);
+        let get = |s: &Scores, n: &str| s.iter().find(|(k, _)| k == n).unwrap().1.unwrap();
+        assert_eq!(get(&tie, "acc_noiseless"), 0.5);
+        assert_eq!(get(&tie, "acc_obs"), 0.5);
+        // A NaN margin (a diverged model) is not scored as a tie: the accuracy is NaN.
+        let nan = accuracy_scores("", &[pair(0, 1.0, 0.0)], &[f64::NAN], &names);
+        assert!(get(&nan, "acc_obs").is_nan() && get(&nan, "acc_noiseless").is_nan());
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //!
 //! The data flow, one module per arrow:
 //! `scenario → synth (world) → data (pairs, batches) → model → objective → train → metrics →
-//! results`, with `cli` and `commands` on top and `main.rs` a few lines long.
+//! results`, run end to end by `experiment`, with `cli` and `commands` on top (no library module
+//! imports them) and `main.rs` a few lines long.
+
+#![warn(missing_docs)]
 
 pub mod baselines;
 pub mod checkpoint;
@@ -16,6 +19,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod evaluate;
+pub mod experiment;
 pub mod metrics;
 pub mod model;
 pub mod objective;

@@ -371,9 +371,13 @@ pub fn matching(pred: &[usize], truth: &[usize]) -> BTreeMap<usize, usize> {
 pub struct PartitionScores {
     /// Number of items.
     pub n: u64,
+    /// Normalised mutual information (arithmetic-mean normalisation), in [0, 1].
     pub nmi: f64,
+    /// Adjusted Rand index, 0 in expectation for random labels, 1 for equal partitions.
     pub ari: f64,
+    /// Purity: the share of items whose predicted label's majority true label is theirs.
     pub purity: f64,
+    /// Accuracy under the best one-to-one matching of predicted to true labels.
     pub matched_accuracy: f64,
     /// Distinct predicted labels K.
     pub clusters: usize,
@@ -500,6 +504,11 @@ pub fn active_codes(codes: &[usize], min_fraction: f64) -> usize {
 /// A pair's predicted preference from a reward margin `r(chosen) - r(rejected)`:
 /// 1 if positive, 0 if negative, 1/2 on an exact tie; NaN stays NaN (a diverged model is not
 /// silently scored).
+///
+/// This and [`preference_credit`] are the crate's one accuracy rule: every preference accuracy
+/// (of a model's margins, a baseline's rule, the world's reference predictors) scores a pair as
+/// `preference_credit(margin_prediction(margin), target)`, so a tie counts 1/2 and a NaN margin
+/// makes the accuracy NaN.
 pub fn margin_prediction(margin: f64) -> f64 {
     if margin > 0.0 {
         1.0
@@ -512,12 +521,23 @@ pub fn margin_prediction(margin: f64) -> f64 {
     }
 }
 
-/// Mean agreement between predictions and targets, both in `[0, 1]` (1 = "chosen wins").
+/// Agreement of one prediction with one target, both in `[0, 1]` (1 = "chosen wins"): the
+/// chance that two independent draws from them agree.
+///
+/// ```text
+/// credit = p t + (1 - p)(1 - t)          range [0, 1]
+/// ```
+/// For 0/1 values this is 1 on agreement and 0 otherwise; a tie on either side (0.5) earns half
+/// credit; NaN stays NaN.
+pub fn preference_credit(prediction: f64, target: f64) -> f64 {
+    prediction * target + (1.0 - prediction) * (1.0 - target)
+}
+
+/// Mean agreement between predictions and targets ([`preference_credit`] averaged):
 ///
 /// ```text
 /// acc = (1/n) sum_i [p_i t_i + (1 - p_i)(1 - t_i)]          range [0, 1]; NaN with no items
 /// ```
-/// For 0/1 values this is plain accuracy; a tie on either side (0.5) earns half credit.
 ///
 /// # Panics
 /// If the slices differ in length.
@@ -530,7 +550,7 @@ pub fn binary_accuracy(predictions: &[f64], targets: &[f64]) -> f64 {
     let agree: Vec<f64> = predictions
         .iter()
         .zip(targets)
-        .map(|(p, t)| p * t + (1.0 - p) * (1.0 - t))
+        .map(|(&p, &t)| preference_credit(p, t))
         .collect();
     mean(&agree)
 }
@@ -543,10 +563,9 @@ pub fn margin_accuracy(margins: &[f64], targets: &[f64]) -> f64 {
 }
 
 /// Preference accuracy of reward margins against the observed labels (the chosen response is
-/// the label): the mean of [`margin_prediction`].
+/// the label): [`margin_accuracy`] with every target 1.
 pub fn observed_accuracy(margins: &[f64]) -> f64 {
-    let predictions: Vec<f64> = margins.iter().map(|&m| margin_prediction(m)).collect();
-    mean(&predictions)
+    margin_accuracy(margins, &vec![1.0; margins.len()])
 }
 
 /// Arithmetic mean; NaN for an empty slice.
@@ -575,6 +594,7 @@ pub fn sample_std(xs: &[f64]) -> f64 {
 /// A mean and its sample standard deviation over `n` values (e.g. seeds).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct MeanStd {
+    /// Number of values.
     pub n: usize,
     /// NaN when `n = 0`.
     pub mean: f64,
@@ -828,6 +848,10 @@ mod tests {
         );
         assert_eq!(binary_accuracy(&[1.0, 0.0], &[1.0, 0.0]), 1.0);
         assert!(binary_accuracy(&[], &[]).is_nan());
+        // A tie on both sides: two fair coins agree half the time, p t + (1-p)(1-t) = 1/2.
+        assert_eq!(preference_credit(0.5, 0.5), 0.5);
+        assert!(preference_credit(f64::NAN, 1.0).is_nan());
+        assert!(margin_accuracy(&[1.0, f64::NAN], &[1.0, 1.0]).is_nan());
     }
 
     #[test]

@@ -164,6 +164,7 @@ fn margin_and_rewards<B: Backend>(
 /// `beta > 0` (validated by the scenario).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Dpo {
+    /// Inverse temperature on the log-ratio margin, `> 0`.
     pub beta: f64,
 }
 
@@ -193,6 +194,7 @@ impl PreferenceObjective for Dpo {
 /// Uses summed log-probabilities as in the paper (TRL's `ipo` averages per token instead).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Ipo {
+    /// Regularisation strength: the target margin is `1/(2 beta)`.
     pub beta: f64,
 }
 
@@ -223,7 +225,9 @@ impl PreferenceObjective for Ipo {
 /// `beta > 0`; `gamma` is the target reward margin (any finite value).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Simpo {
+    /// Scale of the length-normalised rewards, `> 0`.
     pub beta: f64,
+    /// Target reward margin.
     pub gamma: f64,
 }
 
@@ -257,7 +261,9 @@ impl PreferenceObjective for Simpo {
 /// `eps` in `[0, 0.5)`; `eps = 0` is DPO.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ConservativeDpo {
+    /// Inverse temperature, as in DPO.
     pub beta: f64,
+    /// Assumed label-flip rate, in `[0, 0.5)`.
     pub eps: f64,
 }
 
@@ -292,7 +298,9 @@ impl PreferenceObjective for ConservativeDpo {
 /// `eps` in `[0, 0.5)`; `eps = 0` is DPO.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RobustDpo {
+    /// Inverse temperature, as in DPO.
     pub beta: f64,
+    /// Assumed label-flip rate, in `[0, 0.5)`.
     pub eps: f64,
 }
 
@@ -321,10 +329,15 @@ impl PreferenceObjective for RobustDpo {
 /// The closed set of base objectives a scenario can name; dispatch is an exhaustive `match`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Objective {
+    /// DPO.
     Dpo(Dpo),
+    /// IPO.
     Ipo(Ipo),
+    /// SimPO.
     Simpo(Simpo),
+    /// Conservative DPO.
     ConservativeDpo(ConservativeDpo),
+    /// Robust DPO.
     RobustDpo(RobustDpo),
 }
 
@@ -453,6 +466,7 @@ pub fn gaussian_kl<B: Backend>(
 /// equals the base objective's bit for bit.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Lpc<O> {
+    /// The base objective evaluated under the code.
     pub base: O,
     /// KL weight at full strength, `>= 0` (1 is the true ELBO; the paper searched 0.01–0.1).
     pub lambda: f64,
@@ -504,6 +518,7 @@ pub struct LpcOutput<B: Backend> {
     pub kl: Tensor<B, 1>,
     /// Detached implicit rewards of the base objective under z.
     pub chosen_rewards: Tensor<B, 1>,
+    /// Detached implicit rewards of the rejected responses under z.
     pub rejected_rewards: Tensor<B, 1>,
     /// `softmax(posterior_logits)`, `[batch, K]` (detached).
     pub posterior_probs: Tensor<B, 2>,
@@ -520,7 +535,9 @@ pub struct GaussianLpcOutput<B: Backend> {
     pub base_losses: Tensor<B, 1>,
     /// Per-pair Gaussian `KL(q || p)` in nats, before free bits (detached).
     pub kl: Tensor<B, 1>,
+    /// Detached implicit rewards of the chosen responses under z.
     pub chosen_rewards: Tensor<B, 1>,
+    /// Detached implicit rewards of the rejected responses under z.
     pub rejected_rewards: Tensor<B, 1>,
 }
 

@@ -55,7 +55,7 @@
 //! per method   S · 2B · 3F  +  (⌊S / eval_every⌋ + 1) · eval · 2F (1 + C)
 //!              + sampling (500 + 200 K) · Lr · F  (policy quality; steering for lpc methods)
 //! ```
-//! and seconds ≈ `commands::sweep::estimated_seconds(work)` on one idle core.
+//! and seconds ≈ [`estimated_seconds`]`(work)` on one idle core.
 
 use crate::scenario::{LatentKind, MethodName, RuleError, Scenario};
 use crate::{Error, Result};
@@ -110,6 +110,51 @@ pub const DEVICE_MEMORY_LIMIT_ENV: &str = "LPC_BENCH_DEVICE_MEMORY_LIMIT";
 pub const ASSUMED_TOKENIZER_VOCAB: u64 = 262_144;
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+/// Fixed seconds per cell in the `--dry-run` estimate: world generation, scoring, sampling
+/// and writing, which [`crate::sweep::relative_cost`] leaves out. See
+/// [`CALIBRATION_SECONDS_PER_UNIT`] for the fit.
+pub const CALIBRATION_OVERHEAD_S: f64 = 1.0;
+
+/// Seconds per unit of [`crate::sweep::relative_cost`] in the `--dry-run` estimate: CPU seconds of one
+/// cell on one thread (`--threads-per-cell 1`), i.e. its wall time on an idle core. Measured on
+/// the development machine (2-core x86-64 VM, release build, flex backend) as user CPU time of
+/// `lpc-bench sweep` over cells of the two-opposed world (V = 16, lengths 6, T = 2), and fitted
+/// by eye through the mid and large cells:
+/// ```text
+/// seconds ≈ CALIBRATION_OVERHEAD_S + CALIBRATION_SECONDS_PER_UNIT · cost
+/// cell                                                      cost      measured   estimate
+/// scenarios/smoke.toml (d 32, 1 layer, 400 pairs, 60 steps) 2.6e9     0.3 s      1.1 s
+/// d 64, 1 layer, 2000/500 pairs, 200 steps (ipo, lpc-simpo) 7.8e10    4.6 s      4.4 s
+/// d 64, 1 layer, 2000/500 pairs, 250 steps (dpo, lpc-dpo)   1.1e11    6.5 s      6.0 s
+/// d 64, 2 layers, 8000/2000 pairs, 500 steps (dpo, lpc-dpo) 5.4e11    24.5 s     24.6 s
+/// ```
+/// Not modelled: the steering table samples 200 prompts per code, so an `lpc-*` cell with
+/// K = 256 codes takes about 6 s (1 layer) to 12 s (2 layers) more than estimated. A guide for
+/// choosing `--jobs`, shards and SLURM time limits; a loaded machine is slower.
+pub const CALIBRATION_SECONDS_PER_UNIT: f64 = 4.4e-11;
+
+/// Estimated seconds of one cell of relative cost `cost`:
+/// ```text
+/// seconds = CALIBRATION_OVERHEAD_S + CALIBRATION_SECONDS_PER_UNIT · cost
+/// ```
+pub fn estimated_seconds(cost: f64) -> f64 {
+    CALIBRATION_OVERHEAD_S + CALIBRATION_SECONDS_PER_UNIT * cost
+}
+
+/// A duration for people: `8.2s`, `3m12s`, `2h05m`.
+pub fn format_duration(seconds: f64) -> String {
+    let s = seconds.max(0.0);
+    if s < 60.0 {
+        format!("{s:.1}s")
+    } else if s < 3600.0 {
+        let whole = s.round() as u64;
+        format!("{}m{:02}s", whole / 60, whole % 60)
+    } else {
+        let minutes = (s / 60.0).round() as u64;
+        format!("{}h{:02}m", minutes / 60, minutes % 60)
+    }
+}
 
 fn bound(field: impl Into<String>, value: u64, max: u64) -> Result<(), RuleError> {
     if value > max {
@@ -221,6 +266,7 @@ pub struct Part {
 /// The resource estimate of a checked scenario.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Estimate {
+    /// Peak memory by part.
     pub parts: Vec<Part>,
     /// Backbone multiply-adds of the whole run.
     pub work: f64,
@@ -253,9 +299,9 @@ impl Estimate {
         self
     }
 
-    /// Estimated wall seconds on one idle core (see `commands::sweep::estimated_seconds`).
+    /// Estimated wall seconds on one idle core (see [`estimated_seconds`]).
     pub fn seconds(&self) -> f64 {
-        crate::commands::sweep::estimated_seconds(self.work)
+        estimated_seconds(self.work)
     }
 
     /// The estimate as text lines (no trailing newline), each starting with `prefix`.
@@ -297,7 +343,7 @@ impl Estimate {
         out.push(format!(
             "{prefix}  work        {:.2e} multiply-adds, about {} on one idle core",
             self.work,
-            crate::commands::sweep::format_duration(self.seconds())
+            format_duration(self.seconds())
         ));
         out
     }
@@ -578,9 +624,13 @@ pub fn estimate(s: &Scenario) -> Estimate {
 /// Memory a run may use.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Budget {
+    /// Host memory available to the run, bytes.
     pub host: f64,
+    /// Where `host` came from (the environment variable, `/proc/meminfo` or the fallback).
     pub host_source: String,
+    /// Device memory available to a CUDA run, bytes.
     pub device: f64,
+    /// Where `device` came from (the environment variable or the fallback).
     pub device_source: String,
 }
 
@@ -782,5 +832,23 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("train.epochs gives"), "{e}");
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(format_duration(8.24), "8.2s");
+        // 192 s = 3 min 12 s.
+        assert_eq!(format_duration(192.0), "3m12s");
+        // 7500 s = 125 min = 2 h 05 min.
+        assert_eq!(format_duration(7500.0), "2h05m");
+        assert_eq!(format_duration(-1.0), "0.0s");
+    }
+
+    #[test]
+    fn the_estimate_is_affine_in_cost() {
+        // The formula of `estimated_seconds`: overhead at zero cost, slope per unit.
+        assert_eq!(estimated_seconds(0.0), CALIBRATION_OVERHEAD_S);
+        let (a, b) = (estimated_seconds(1e9), estimated_seconds(3e9));
+        assert!((b - a - 2e9 * CALIBRATION_SECONDS_PER_UNIT).abs() < 1e-12);
     }
 }

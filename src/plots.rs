@@ -76,14 +76,18 @@ fn ensure_font() -> Result<()> {
 /// A figure: a grid of panels of one kind, a title and a legend column.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Figure {
+    /// Line charts.
     Line(LineChart),
+    /// Heat maps.
     Heat(HeatMap),
+    /// Scatter plots.
     Scatter(ScatterChart),
 }
 
 /// How the x axis maps values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum XScale {
+    /// Positions are the values.
     Linear,
     /// Positions are log2(x); ticks read as powers of two (codebook sizes).
     Log2,
@@ -92,18 +96,26 @@ pub enum XScale {
 /// Line charts sharing an x axis, laid out `columns` panels per row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LineChart {
+    /// Figure title.
     pub title: String,
+    /// Label of the shared x axis.
     pub x_label: String,
+    /// How x values map to positions.
     pub x_scale: XScale,
+    /// Panels per row.
     pub columns: usize,
+    /// The panels, row by row.
     pub panels: Vec<LinePanel>,
 }
 
 /// One panel of a line chart.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinePanel {
+    /// Panel title.
     pub title: String,
+    /// Label of the y axis.
     pub y_label: String,
+    /// The methods' lines.
     pub series: Vec<Series>,
     /// A shaded range (e.g. population to type-oracle ceiling), drawn under everything.
     pub band: Option<Band>,
@@ -119,9 +131,11 @@ pub struct LinePanel {
 /// A method's line: points with optional ± error bars.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
+    /// Legend label.
     pub label: String,
     /// Palette index.
     pub color: usize,
+    /// The points, in x order.
     pub points: Vec<Point>,
     /// The series has no x value (a method the x axis does not apply to): drawn as a dashed
     /// horizontal line at its first point's y across the whole panel.
@@ -131,45 +145,61 @@ pub struct Series {
 /// A point of a series: y = mean, err = std (None: no error bar).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Point {
+    /// Position on the x axis (before the scale).
     pub x: f64,
+    /// Value (a mean).
     pub y: f64,
+    /// Half-height of the error bar (a std); None draws none.
     pub err: Option<f64>,
 }
 
 /// A shaded range `(x, low, high)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Band {
+    /// Legend label.
     pub label: String,
+    /// `(x, low, high)` points, in x order.
     pub points: Vec<(f64, f64, f64)>,
 }
 
 /// A dashed reference line through `(x, y)` points.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Guide {
+    /// Legend label.
     pub label: String,
     /// Index into the guide colours (dark grey, black).
     pub color: usize,
+    /// The line's points, in x order.
     pub points: Vec<(f64, f64)>,
 }
 
 /// Heat maps sharing one diverging colour scale centred at 0.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeatMap {
+    /// Figure title.
     pub title: String,
     /// What the colour means, shown above the colour bar.
     pub value_label: String,
+    /// Panels per row.
     pub columns: usize,
+    /// The panels, row by row.
     pub panels: Vec<HeatPanel>,
 }
 
 /// One heat map: `values[row][col]`, rows drawn top to bottom.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeatPanel {
+    /// Panel title.
     pub title: String,
+    /// What the rows are.
     pub row_label: String,
+    /// What the columns are.
     pub col_label: String,
+    /// Row names, top to bottom.
     pub rows: Vec<String>,
+    /// Column names, left to right.
     pub cols: Vec<String>,
+    /// The cell values, `values[row][col]`.
     pub values: Vec<Vec<f64>>,
     /// Cells outlined in black (e.g. each type's matched code).
     pub marked: Vec<(usize, usize)>,
@@ -180,19 +210,26 @@ pub struct HeatPanel {
 /// Scatter plots of points coloured by class.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScatterChart {
+    /// Figure title.
     pub title: String,
+    /// Panels per row.
     pub columns: usize,
     /// Class names, indexed by a point's class.
     pub classes: Vec<String>,
+    /// The panels, row by row.
     pub panels: Vec<ScatterPanel>,
 }
 
 /// One scatter plot: `(x, y, class)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScatterPanel {
+    /// Panel title.
     pub title: String,
+    /// Label of the x axis.
     pub x_label: String,
+    /// Label of the y axis.
     pub y_label: String,
+    /// The points as `(x, y, class)`.
     pub points: Vec<(f64, f64, usize)>,
 }
 

@@ -144,6 +144,26 @@ pub fn read_csv<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
         .collect()
 }
 
+/// Read a CSV file with a header row as text: the header and every record (each as long as the
+/// header; another length is an error naming the line). For tables whose columns are known only
+/// when read (merged sweep tables); rows of a known type use [`read_csv`].
+pub fn read_string_csv(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>)> {
+    let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut reader = csv::Reader::from_reader(io::BufReader::new(file));
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| csv_error(path, e))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let mut records = Vec::new();
+    for r in reader.records() {
+        let r = r.map_err(|e| csv_error(path, e))?;
+        records.push(r.iter().map(str::to_string).collect());
+    }
+    Ok((header, records))
+}
+
 /// Make `dir` ready for a run's results: create it (and its parents) if missing, and, unless
 /// `force`, refuse when any of `expected_files` (paths relative to `dir`) already exists, so a
 /// re-run never silently overwrites results. With `force` existing files are left in place, to
@@ -195,7 +215,9 @@ pub fn prepare_out_dir(dir: &Path, force: bool, expected_files: &[&str]) -> Resu
 /// names), written as CSV with blanks for missing cells.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Table {
+    /// Column names, in order.
     pub columns: Vec<String>,
+    /// Rows, each as long as `columns` (blank for a missing cell).
     pub rows: Vec<Vec<String>>,
 }
 

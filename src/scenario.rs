@@ -14,19 +14,30 @@ use std::path::{Path, PathBuf};
 /// Why a scenario could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
+    /// The file could not be read.
     #[error("cannot read scenario {path}: {source}")]
     Io {
+        /// The scenario file.
         path: PathBuf,
+        /// What the OS reported.
         source: std::io::Error,
     },
     /// The toml crate's message carries the line, column and the offending key.
     #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The scenario file (empty before it is attached).
+        path: PathBuf,
+        /// The toml crate's message.
+        message: String,
+    },
     /// A rule on a field's value was broken.
     #[error("{path}: {field} {rule}")]
     Invalid {
+        /// The scenario file (empty before it is attached).
         path: PathBuf,
+        /// Dotted path of the field, e.g. `world.types`.
         field: String,
+        /// The rule, phrased to follow the field name.
         rule: String,
     },
 }
@@ -1017,6 +1028,7 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// The name used in scenario files.
     pub fn as_str(self) -> &'static str {
         match self {
             Precision::F32 => "f32",
@@ -1049,8 +1061,11 @@ impl Default for TrainSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LrSchedule {
+    /// The warmed-up rate throughout.
     Constant,
+    /// Linear decay to 0 at the last step.
     Linear,
+    /// Cosine decay to 0 at the last step.
     #[default]
     Cosine,
 }
@@ -1074,8 +1089,11 @@ pub enum CheckpointSelect {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ObjectiveKind {
+    /// Direct preference optimisation.
     Dpo,
+    /// Identity preference optimisation (squared loss on the margin).
     Ipo,
+    /// Simple preference optimisation (length-normalised, no reference).
     Simpo,
     /// Conservative DPO (label smoothing eps).
     Cdpo,
@@ -1084,6 +1102,7 @@ pub enum ObjectiveKind {
 }
 
 impl ObjectiveKind {
+    /// Every objective, in declaration order.
     pub const ALL: [ObjectiveKind; 5] = [
         ObjectiveKind::Dpo,
         ObjectiveKind::Ipo,
@@ -1091,6 +1110,7 @@ impl ObjectiveKind {
         ObjectiveKind::Cdpo,
         ObjectiveKind::Rdpo,
     ];
+    /// The name used in method names (`dpo`, `ipo`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             ObjectiveKind::Dpo => "dpo",
@@ -1120,7 +1140,9 @@ pub enum LatentKind {
 /// e.g. `dpo`, `lpc-simpo`, `oracle-dpo`, `lpc-dpo-gaussian`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MethodName {
+    /// The latent head: none, discrete LPC, oracle or Gaussian.
     pub latent: LatentKind,
+    /// The base objective.
     pub objective: ObjectiveKind,
 }
 
@@ -1143,6 +1165,7 @@ impl MethodName {
         Some(MethodName { latent, objective })
     }
 
+    /// The name as written in scenario files, e.g. `lpc-dpo-gaussian`.
     pub fn canonical(self) -> String {
         match self.latent {
             LatentKind::None => self.objective.as_str().to_string(),
@@ -1267,9 +1290,12 @@ pub enum PosteriorPool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum InferenceMode {
+    /// The prior-weighted mean of the codes.
     #[default]
     Expectation,
+    /// The prior's most likely code.
     Argmax,
+    /// A code drawn from the prior.
     Sample,
 }
 
@@ -1277,36 +1303,61 @@ pub enum InferenceMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PriorSchedule {
+    /// The mixing weight grows linearly from 0 to 1 over training.
     #[default]
     Linear,
+    /// Posterior only (weight 0).
     Off,
 }
 
 /// A method with every default resolved and its name parsed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedMethod {
+    /// `methods[].label`, or the method name.
     pub label: String,
+    /// The parsed method name.
     pub name: MethodName,
+    /// `methods[].beta`.
     pub beta: f64,
+    /// `methods[].gamma` (SimPO).
     pub gamma: f64,
+    /// `methods[].eps` (cDPO, rDPO).
     pub eps: f64,
+    /// `methods[].lambda`, the KL weight (default 1).
     pub lambda: f64,
+    /// `methods[].codebook`, the number of codes K.
     pub codebook: usize,
+    /// `methods[].tau`, the starting Gumbel-softmax temperature.
     pub tau: f64,
+    /// `methods[].tau_end`, the final temperature.
     pub tau_end: f64,
+    /// `methods[].hard`: straight-through Gumbel-softmax.
     pub hard: bool,
+    /// `methods[].inference`: how the code is chosen from the prior when scoring.
     pub inference: InferenceMode,
+    /// `methods[].prior_schedule`.
     pub prior_schedule: PriorSchedule,
+    /// `methods[].lambda_warmup`, a fraction of training.
     pub lambda_warmup: f64,
+    /// `methods[].free_bits`, nats of KL not penalised.
     pub free_bits: f64,
+    /// `methods[].diversity`, the starting weight of the code-diversity term (0 = off).
     pub diversity: f64,
+    /// `methods[].diversity_until`, the fraction of training over which that weight decays.
     pub diversity_until: f64,
+    /// `methods[].context`: same-annotator pairs pooled into the posterior (0 = off).
     pub context: usize,
+    /// `methods[].posterior_pool`.
     pub posterior_pool: PosteriorPool,
+    /// `methods[].context_batches`.
     pub context_batches: ContextBatches,
+    /// `methods[].latent_dim`, the Gaussian latent's dimension.
     pub latent_dim: usize,
+    /// Learning rate (`methods[].lr`, else `train.lr`).
     pub lr: f64,
+    /// Learning-rate schedule (`methods[].schedule`, else `train.schedule`).
     pub schedule: LrSchedule,
+    /// Optimiser steps (`methods[].steps`, else `train.steps`).
     pub steps: usize,
 }
 

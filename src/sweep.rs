@@ -3,7 +3,7 @@
 //! mean ± std summary over seeds, and a relative cost estimate for `--dry-run`.
 //!
 //! This module never trains and never computes a metric: running one cell is the `run`
-//! pipeline's job (`commands::run::run_scenario`), which the `sweep` command calls inside
+//! pipeline's job (`experiment::run_scenario`), which the `sweep` command calls inside
 //! [`run_cell_atomically`]; the metric values are copied from each cell's `metrics.csv` as
 //! strings. Plots and `report.md` belong to the report command.
 //!
@@ -64,13 +64,13 @@
 //! `FAILED`, nothing else), replaced when the cell is retried. `*.tmp-*` and `*.stale-*` folders
 //! are never read and may be removed by hand once no sweep is running.
 
+use crate::results::{read_string_csv, write_atomic};
 use crate::scenario::{MethodName, ObjectiveKind, Scenario, ScenarioError};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use toml::Value;
 
@@ -108,17 +108,30 @@ pub enum SweepError {
     Base(String),
     /// A sweep key is malformed or names no field: `sweep.world.distnace is not a scenario field`.
     #[error("sweep.{key} {rule}")]
-    Key { key: String, rule: String },
+    Key {
+        /// The key as written after `sweep.`.
+        key: String,
+        /// The rule it breaks.
+        rule: String,
+    },
     /// One listed value breaks a rule: `sweep.world.distance[2] must be in [0, 1]`.
     #[error("sweep.{key}[{index}] {rule}")]
     Value {
+        /// The key as written after `sweep.`.
         key: String,
+        /// Position of the value in the key's list.
         index: usize,
+        /// The rule the value breaks.
         rule: String,
     },
     /// A combination of values breaks a rule that no single key owns.
     #[error("sweep cell {id}: {message}")]
-    Cell { id: String, message: String },
+    Cell {
+        /// The cell id.
+        id: String,
+        /// The rule broken and the values that break it.
+        message: String,
+    },
     /// A bad `--shard` argument.
     #[error("{0}")]
     Shard(String),
@@ -157,6 +170,7 @@ pub struct Override {
     pub key: String,
     /// Position of the value in the axis' list.
     pub index: usize,
+    /// The value, as TOML.
     pub value: Value,
 }
 
@@ -723,9 +737,11 @@ impl Shard {
         }
         Ok(Shard { index, count })
     }
+    /// This shard's 0-based index.
     pub fn index(self) -> usize {
         self.index
     }
+    /// Number of shards.
     pub fn count(self) -> usize {
         self.count
     }
@@ -935,19 +951,6 @@ where
     Ok(CellRun::Ran)
 }
 
-/// Write a file atomically: a temporary file in the same folder, fsync, rename over `path`.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    sync_dir(dir);
-    Ok(())
-}
-
 /// Best-effort fsync of a folder so a rename inside it survives a crash (not all platforms
 /// allow opening a folder; a failure only weakens durability, never correctness of resume).
 fn sync_dir(dir: &Path) {
@@ -962,7 +965,9 @@ fn sync_dir(dir: &Path) {
 /// A finished cell found in an output folder.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FinishedCell {
+    /// The cell's folder.
     pub dir: PathBuf,
+    /// Its `cell.toml`.
     pub record: CellRecord,
 }
 
@@ -1036,6 +1041,7 @@ pub struct MergedTable {
     pub override_columns: Vec<String>,
     /// The `metrics.csv` columns, in order of first appearance over cells sorted by id.
     pub metric_columns: Vec<String>,
+    /// One row per finished cell and method, sorted by overrides then method.
     pub rows: Vec<MergedRow>,
 }
 
@@ -1180,37 +1186,6 @@ pub fn merge(out: &Path) -> Result<MergedTable> {
     })
 }
 
-/// A header and string records; every record has the header's length.
-fn read_string_csv(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>)> {
-    let data_error = |e: csv::Error| Error::Data {
-        path: path.to_path_buf(),
-        line: e.position().map(|p| p.line() as usize).unwrap_or_default(),
-        message: e.to_string(),
-    };
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_path(path)
-        .map_err(|e| match e.kind() {
-            csv::ErrorKind::Io(_) => match e.into_kind() {
-                csv::ErrorKind::Io(io) => Error::io(path, io),
-                _ => Error::msg(format!("{}: unreadable", path.display())),
-            },
-            _ => data_error(e),
-        })?;
-    let header: Vec<String> = reader
-        .headers()
-        .map_err(data_error)?
-        .iter()
-        .map(str::to_string)
-        .collect();
-    let mut records = Vec::new();
-    for r in reader.records() {
-        let r = r.map_err(data_error)?;
-        records.push(r.iter().map(str::to_string).collect());
-    }
-    Ok((header, records))
-}
-
 /// Compare field lists: numbers (anything `f64` parses) numerically and before text, text
 /// lexicographically; ties between equal numbers written differently (`1`, `1.0`) by text.
 fn cmp_fields(a: &[String], b: &[String]) -> Ordering {
@@ -1282,6 +1257,7 @@ pub struct Summary {
     /// Whether each metric column is numeric: every non-blank value in the whole merged table
     /// parses as `f64`.
     pub numeric: Vec<bool>,
+    /// One row per group (grid point without the seed, and method).
     pub rows: Vec<SummaryRow>,
 }
 
@@ -1309,9 +1285,13 @@ pub enum ColumnStat {
     /// mean = (1/k) Σ x_i                             (None when k = 0)
     /// std  = sqrt( Σ (x_i - mean)² / (k - 1) )       (sample std; None when k < 2)
     /// ```
+    /// computed by [`crate::metrics::mean_std`].
     Numeric {
+        /// The mean; None when k = 0.
         mean: Option<f64>,
+        /// The sample standard deviation; None when k < 2.
         std: Option<f64>,
+        /// Number of non-blank values.
         k: usize,
     },
     /// A text column: its distinct non-blank values, sorted, joined by `|` (blank if none).
@@ -1370,11 +1350,11 @@ pub fn summarise(table: &MergedTable) -> Summary {
                         .filter(|v| !v.is_empty());
                     if is_num {
                         let xs: Vec<f64> = values.filter_map(|v| v.parse().ok()).collect();
-                        let (mean, std) = mean_std(&xs);
+                        let m = crate::metrics::mean_std(&xs);
                         ColumnStat::Numeric {
-                            mean,
-                            std,
-                            k: xs.len(),
+                            mean: (m.n >= 1).then_some(m.mean),
+                            std: (m.n >= 2).then_some(m.std),
+                            k: m.n,
                         }
                     } else {
                         let distinct: BTreeSet<&str> = values.collect();
@@ -1413,18 +1393,6 @@ pub fn without_seed(id: &str) -> String {
         kept.join(",")
     };
     format!("{point}/{method}")
-}
-
-/// Mean and sample standard deviation, see [`ColumnStat::Numeric`].
-pub fn mean_std(xs: &[f64]) -> (Option<f64>, Option<f64>) {
-    let k = xs.len();
-    if k == 0 {
-        return (None, None);
-    }
-    let mean = xs.iter().sum::<f64>() / k as f64;
-    let std = (k >= 2)
-        .then(|| (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1) as f64).sqrt());
-    (Some(mean), std)
 }
 
 impl Summary {

@@ -7,8 +7,8 @@
 //! The library functions are called directly (no subprocess), so 10,000 cases take seconds.
 //! Allocation is measured by a counting global allocator, per thread.
 
-use lpc_bench::commands::run::plan_text;
-use lpc_bench::commands::validate::check_text;
+use lpc_bench::experiment::plan_text;
+use lpc_bench::experiment::validate::check_text;
 use lpc_bench::plan::Budget;
 use lpc_bench::scenario::{Scenario, text_of};
 use proptest::prelude::*;

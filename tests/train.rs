@@ -4,7 +4,7 @@
 //! lambda = 0 LPC is DPO; the same seed is the same run), ln 2 as DPO's loss at zero margin, and
 //! the world's exact noiseless preference for accuracy.
 
-use lpc_bench::commands::run::{RunOptions, run_scenario};
+use lpc_bench::experiment::{RunOptions, run_scenario};
 use lpc_bench::scenario::Scenario;
 use std::path::Path;
 use std::process::Command;
@@ -269,7 +269,7 @@ fn smoke_run_writes_every_file_with_its_columns() {
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    for f in lpc_bench::commands::run::RUN_FILES {
+    for f in lpc_bench::experiment::RUN_FILES {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let metrics = read_csv(&out.join("metrics.csv"));

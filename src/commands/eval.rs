@@ -7,7 +7,9 @@
 
 use crate::Result;
 use crate::cli::EvalArgs;
-use crate::commands::run::{RunOptions, load_data, score_model, world_scores};
+use crate::experiment::{
+    RESCORED_DIR, RESCORED_FILES, RunOptions, load_data, score_model, world_scores,
+};
 use crate::model::CpuBackend;
 use crate::model::backbone::{Policy, PolicyConfig};
 use crate::results::{self, Table};
@@ -15,11 +17,6 @@ use crate::scenario::Scenario;
 use crate::train::{MethodModel, ReferenceCache};
 use burn::module::Module;
 use std::path::Path;
-
-/// Sub-folder of a run folder that `eval` writes.
-pub const RESCORED_DIR: &str = "rescored";
-/// The files `eval` writes into it.
-pub const RESCORED_FILES: [&str; 2] = ["metrics.csv", "summary.md"];
 
 /// Rescore every method checkpoint in `args.dir`.
 pub fn run(args: &EvalArgs) -> Result<()> {
@@ -77,7 +74,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             codes.push(r);
         }
         let mut scores = scored.scores;
-        scores.extend(crate::commands::run::method_bound(
+        scores.extend(crate::experiment::method_bound(
             run.world.as_ref(),
             data,
             &method,

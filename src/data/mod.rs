@@ -71,8 +71,11 @@ impl PairTruth {
 /// training pairs), and then selection keeps the last step.
 #[derive(Debug, Clone)]
 pub struct PreferenceData {
+    /// Training pairs.
     pub train: Vec<PreferencePair>,
+    /// Validation pairs (checkpoint selection only).
     pub val: Vec<PreferencePair>,
+    /// Held-out pairs every score is computed on.
     pub eval: Vec<PreferencePair>,
     /// Number of content tokens; the separator is token `vocab`, so models use `vocab + 1`.
     pub vocab: usize,

@@ -69,8 +69,11 @@ pub const HH_ASSISTANT: &str = "\n\nAssistant:";
 /// One preference as text, before tokenisation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TextPair {
+    /// The prompt text.
     pub prompt: String,
+    /// The preferred response's text.
     pub chosen: String,
+    /// The other response's text.
     pub rejected: String,
     /// Group label (a file's `group`, a record's group field, an aspect name, or an annotator).
     pub group: String,
@@ -148,6 +151,7 @@ pub const TRUNCATION_WARN_FRACTION: f64 = 0.25;
 pub struct FileReport {
     /// The resolved path.
     pub path: PathBuf,
+    /// The file's record layout.
     pub format: DataFormat,
     /// Lines, records, skipped lines (by reason), unpaired aspects and ties.
     #[serde(flatten)]
@@ -191,8 +195,11 @@ fn ratio(a: usize, b: usize) -> f64 {
 /// Pairs per group on each side, after the bounds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GroupCount {
+    /// The group's name.
     pub name: String,
+    /// Training pairs of the group.
     pub train: usize,
+    /// Held-out pairs of the group.
     pub eval: usize,
 }
 
@@ -222,6 +229,7 @@ pub struct LoadReport {
     pub max_response_tokens: usize,
     /// `data.max_drop_fraction`.
     pub max_drop_fraction: f64,
+    /// Per-file counts, in `data.files` order.
     pub files: Vec<FileReport>,
     /// Train pairs before the `data.train_pairs` bound.
     pub train_available: usize,
@@ -233,6 +241,7 @@ pub struct LoadReport {
     pub val_pairs: usize,
     /// Held-out pairs kept.
     pub eval_pairs: usize,
+    /// Pairs per group on each side.
     pub groups: Vec<GroupCount>,
     /// Annotator ids in order of first appearance (a pair's `annotator` indexes this list);
     /// empty when no file names annotators.

@@ -56,6 +56,7 @@ pub struct GaussianConfig {
 }
 
 impl GaussianConfig {
+    /// Fresh heads on `device`, initialised as the fields describe.
     pub fn init<B: Backend>(&self, device: &B::Device) -> GaussianHeads<B> {
         let (d, m) = (self.d_model, self.latent_dim);
         let hidden = self.d_hidden.unwrap_or(d);
@@ -100,7 +101,9 @@ pub struct GaussianHeads<B: Backend> {
 /// A batch of diagonal Gaussians, `[N, m]` each.
 #[derive(Debug, Clone)]
 pub struct DiagGaussian<B: Backend> {
+    /// Means `[N, m]`.
     pub mean: Tensor<B, 2>,
+    /// Log-variances `[N, m]`.
     pub log_var: Tensor<B, 2>,
 }
 

@@ -29,8 +29,11 @@ use rand::Rng;
 /// A two-layer perceptron `d_input -> d_hidden -> d_output` with a GELU between.
 #[derive(Config, Debug)]
 pub struct MlpConfig {
+    /// Input width.
     pub d_input: usize,
+    /// Hidden width.
     pub d_hidden: usize,
+    /// Output width.
     pub d_output: usize,
     /// Initialise the output layer to zero, so the MLP starts at exactly 0 for every input.
     #[config(default = false)]
@@ -38,6 +41,7 @@ pub struct MlpConfig {
 }
 
 impl MlpConfig {
+    /// A fresh MLP on `device`.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Mlp<B> {
         let mut outer = LinearConfig::new(self.d_hidden, self.d_output);
         if self.zero_output {
@@ -118,6 +122,7 @@ pub struct LatentConfig {
 }
 
 impl LatentConfig {
+    /// Fresh codebook and heads on `device` (hidden width `d_hidden`, default `d_model`).
     pub fn init<B: Backend>(&self, device: &B::Device) -> LatentHeads<B> {
         let (d, k) = (self.d_model, self.codebook);
         let hidden = self.d_hidden.unwrap_or(d);
@@ -133,6 +138,7 @@ impl LatentConfig {
 /// Codebook, prior head and posterior head of LPC.
 #[derive(Module, Debug)]
 pub struct LatentHeads<B: Backend> {
+    /// The K learned codes `[K, d]`.
     pub codebook: Codebook<B>,
     prior: Mlp<B>,
     posterior: Mlp<B>,

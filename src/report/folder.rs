@@ -51,7 +51,9 @@ pub enum FolderKind {
 /// One finished cell (a sweep cell, or one method of a run folder).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CellInfo {
+    /// The cell id (its path under `cells/`; the method label for a run folder).
     pub id: String,
+    /// The method's label.
     pub method: String,
     /// The folder holding its `steering.csv` and `codes.csv` (rows filtered by `method`).
     pub dir: PathBuf,
@@ -64,12 +66,17 @@ pub struct CellInfo {
 /// A loaded result folder.
 #[derive(Debug, Clone)]
 pub struct ResultFolder {
+    /// The folder.
     pub dir: PathBuf,
+    /// Sweep or run output.
     pub kind: FolderKind,
     /// The scenario's name and description (from a `scenario.resolved.toml`).
     pub name: String,
+    /// The scenario's description.
     pub description: String,
+    /// Every cell's `metrics.csv` row.
     pub merged: MergedTable,
+    /// Mean and std over seeds per grid point and method.
     pub summary: Summary,
     /// In merged-table order (override values numerically, then method).
     pub cells: Vec<CellInfo>,
@@ -240,25 +247,7 @@ fn scenario_text(dir: &Path) -> (String, String) {
 
 /// Read a CSV file with a header into a [`Table`] of strings.
 pub fn read_table(path: &Path) -> Result<Table> {
-    let data_error = |e: csv::Error| Error::Data {
-        path: path.to_path_buf(),
-        line: e.position().map(|p| p.line() as usize).unwrap_or_default(),
-        message: e.to_string(),
-    };
-    let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_reader(text.as_slice());
-    let columns: Vec<String> = reader
-        .headers()
-        .map_err(data_error)?
-        .iter()
-        .map(str::to_string)
-        .collect();
-    let mut rows = Vec::new();
-    for r in reader.records() {
-        rows.push(r.map_err(data_error)?.iter().map(str::to_string).collect());
-    }
+    let (columns, rows) = crate::results::read_string_csv(path)?;
     Ok(Table { columns, rows })
 }
 
@@ -756,8 +745,11 @@ fn pca_panel(folder: &ResultFolder, c: &CellInfo) -> Result<Option<(ScatterPanel
 /// A figure with its file stem (under `plots/`) and a caption for `report.md`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NamedFigure {
+    /// File name without extension.
     pub stem: String,
+    /// One-paragraph caption.
     pub caption: String,
+    /// What to draw.
     pub figure: Figure,
 }
 

@@ -24,7 +24,9 @@ pub enum ReferenceParams {
     Uniform,
     /// Per source s: `initial[s][v]` = mu_s(v), `transition[s][u][v]` = P_s(v | u).
     Markov {
+        /// `initial[s][v]`: first-token distribution of source s.
         initial: Vec<Vec<f64>>,
+        /// `transition[s][u][v]`: next-token distribution of source s after u.
         transition: Vec<Vec<Vec<f64>>>,
     },
 }
@@ -32,6 +34,7 @@ pub enum ReferenceParams {
 /// The reference policy with its samplers and log-probability tables.
 #[derive(Debug, Clone)]
 pub struct Reference {
+    /// The distributions (serialised to `world.json`).
     pub params: ReferenceParams,
     vocab: usize,
     len_min: usize,

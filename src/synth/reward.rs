@@ -17,6 +17,7 @@ use crate::scenario::RewardFamily;
 /// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct RewardTables {
+    /// Linear (per-token) or bigram rewards.
     pub family: RewardFamily,
     vocab: usize,
     /// Length-term weight l_t per type.

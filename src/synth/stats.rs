@@ -72,6 +72,7 @@ use super::labels::{js_bernoulli_bits, noiseless, observed_prob, sigmoid};
 use super::{World, label_posterior};
 use crate::data::PreferencePair;
 use crate::data::context::ContextPool;
+use crate::metrics::preference_credit;
 use crate::rng::stream;
 
 /// Half-width of the band around 1/2 that counts as a tie.
@@ -101,17 +102,29 @@ pub struct WorldStats {
     /// Fraction of pairs whose observed label agrees with the true type's noiseless preference
     /// (ties count 1/2).
     pub label_agreement: f64,
+    /// Type oracle, realised against observed labels (see the module docs).
     pub type_oracle_acc_observed: f64,
+    /// Type oracle, realised against the noiseless preference.
     pub type_oracle_acc_noiseless: f64,
+    /// Prompt oracle, realised against observed labels.
     pub prompt_oracle_acc_observed: f64,
+    /// Prompt oracle, realised against the noiseless preference.
     pub prompt_oracle_acc_noiseless: f64,
+    /// Population oracle, realised against observed labels.
     pub population_oracle_acc_observed: f64,
+    /// Population oracle, realised against the noiseless preference.
     pub population_oracle_acc_noiseless: f64,
+    /// Type oracle, expected against observed labels.
     pub type_oracle_exp_observed: f64,
+    /// Type oracle, expected against the noiseless preference.
     pub type_oracle_exp_noiseless: f64,
+    /// Prompt oracle, expected against observed labels.
     pub prompt_oracle_exp_observed: f64,
+    /// Prompt oracle, expected against the noiseless preference.
     pub prompt_oracle_exp_noiseless: f64,
+    /// Population oracle, expected against observed labels.
     pub population_oracle_exp_observed: f64,
+    /// Population oracle, expected against the noiseless preference.
     pub population_oracle_exp_noiseless: f64,
     /// Identifiability bound: accuracy of argmax_t P(t | x, y_w > y_l) against the true types.
     pub bayes_type_acc: f64,
@@ -120,9 +133,13 @@ pub struct WorldStats {
 /// Per-pair credits of the three oracles, in the order type, prompt, population.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PairCredits {
+    /// Realised credit against the observed label.
     pub acc_observed: [f64; 3],
+    /// Realised credit against the noiseless preference of the true type.
     pub acc_noiseless: [f64; 3],
+    /// Expected credit against the label, over the type posterior and label noise.
     pub exp_observed: [f64; 3],
+    /// Expected credit against the noiseless preference, over the type posterior.
     pub exp_noiseless: [f64; 3],
 }
 
@@ -135,11 +152,6 @@ fn step(p: f64) -> f64 {
     } else {
         0.5
     }
-}
-
-/// Credit d y + (1 - d)(1 - y) of prediction weight d against target probability y.
-fn credit(d: f64, y: f64) -> f64 {
-    d * y + (1.0 - d) * (1.0 - y)
 }
 
 /// Streaming accumulator of [`WorldStats`]: add pairs one at a time, then `finish`.
@@ -202,21 +214,21 @@ impl<'w> StatsAccumulator<'w> {
         let mut c = PairCredits::default();
         // Type oracle.
         c.acc_observed[0] = step(self.q_obs[t]);
-        c.acc_noiseless[0] = credit(step(self.nl[t]), self.nl[t]);
+        c.acc_noiseless[0] = preference_credit(step(self.nl[t]), self.nl[t]);
         c.exp_observed[0] = (0..w.types())
-            .map(|k| pi[k] * credit(step(self.q_obs[k]), self.q_obs[k]))
+            .map(|k| pi[k] * preference_credit(step(self.q_obs[k]), self.q_obs[k]))
             .sum();
         c.exp_noiseless[0] = (0..w.types())
-            .map(|k| pi[k] * credit(step(self.nl[k]), self.nl[k]))
+            .map(|k| pi[k] * preference_credit(step(self.nl[k]), self.nl[k]))
             .sum();
         // Prompt (index 1) and population (index 2) oracles.
         for (i, belief) in [(1, pi.as_slice()), (2, w.type_marginal())] {
             let d_obs = step(mix(belief, &self.q_obs));
             let d_nl = step(mix(belief, &self.nl));
             c.acc_observed[i] = d_obs;
-            c.acc_noiseless[i] = credit(d_nl, self.nl[t]);
-            c.exp_observed[i] = credit(d_obs, y_obs);
-            c.exp_noiseless[i] = credit(d_nl, y_nl);
+            c.acc_noiseless[i] = preference_credit(d_nl, self.nl[t]);
+            c.exp_observed[i] = preference_credit(d_obs, y_obs);
+            c.exp_noiseless[i] = preference_credit(d_nl, y_nl);
         }
         c
     }

@@ -7,7 +7,7 @@
 //! backward, Adam step. The frozen reference's log-probabilities are cached once per run
 //! ([`ReferenceCache`]), so they cost nothing per step.
 //!
-//! This module trains and evaluates; it formats nothing (see `commands::run` and `results`).
+//! This module trains and evaluates; it formats nothing (see `experiment` and `results`).
 
 pub mod schedule;
 
@@ -48,6 +48,7 @@ pub const EVAL_CHUNK: usize = 256;
 /// A policy plus whatever latent machinery its method uses.
 #[derive(Module, Debug)]
 pub struct MethodModel<B: Backend> {
+    /// The causal transformer that scores responses.
     pub policy: Policy<B>,
     /// Discrete codebook with prior and posterior heads (LPC), or a K = T codebook (oracle).
     pub latent: Option<LatentHeads<B>>,
@@ -102,7 +103,9 @@ impl<B: Backend> MethodModel<B> {
 /// response. The reference is frozen, so this is computed once per run.
 #[derive(Debug, Clone)]
 pub struct ReferenceCache {
+    /// `log pi_ref(chosen | prompt)` per pair.
     pub chosen: Vec<f64>,
+    /// `log pi_ref(rejected | prompt)` per pair.
     pub rejected: Vec<f64>,
 }
 
@@ -134,8 +137,11 @@ pub enum CodeChoice {
     /// Training: Gumbel-softmax sample of the posterior at temperature `tau`, mixed toward the
     /// prior's expectation by `g`: `z = (1 - g) w_q E + g p E`.
     Train {
+        /// Gumbel-softmax temperature.
         tau: f64,
+        /// Soft or straight-through relaxation.
         relaxation: Relaxation,
+        /// Prior mixing weight in `[0, 1]`.
         g: f64,
     },
     /// Inference: the code from the prior (expectation, argmax or sample).
@@ -149,6 +155,7 @@ pub enum CodeChoice {
 
 /// What one forward pass over a batch of pairs produced.
 pub struct PairForward<B: Backend> {
+    /// Per-pair log-probabilities of both responses under the policy.
     pub logps: PairLogps<B>,
     /// Posterior and prior logits `[N, K]` (discrete LPC).
     pub code_logits: Option<(Tensor<B, 2>, Tensor<B, 2>)>,
@@ -158,8 +165,11 @@ pub struct PairForward<B: Backend> {
 
 /// Everything a method's loop needs besides the model.
 pub struct MethodContext<'a> {
+    /// The resolved method.
     pub method: &'a ResolvedMethod,
+    /// The method's objective: its base objective inside [`Lpc`] (KL weight `method.lambda`).
     pub objective: Lpc<Objective>,
+    /// Token id of the prompt/response separator.
     pub separator: u32,
     /// `context_batches = "fresh"`: the training pairs' context pools and the stream
     /// `context/<label>` the draws come from.
@@ -167,6 +177,7 @@ pub struct MethodContext<'a> {
 }
 
 impl<'a> MethodContext<'a> {
+    /// The context of `method` on `data` (with the fresh context pools it needs, if any).
     pub fn new(method: &'a ResolvedMethod, data: &'a PreferenceData) -> Self {
         let fresh_context = (method.context > 0 && method.context_batches == ContextBatches::Fresh)
             .then(|| {
@@ -273,7 +284,7 @@ pub fn forward_pairs<B: Backend>(
                     let z_q = heads.code(w_q);
                     if *g > 0.0 {
                         let z_p = heads.code(softmax(prior_logits.clone(), 1));
-                        z_q.mul_scalar(1.0 - g) + z_p.mul_scalar(*g)
+                        crate::model::latent::mix_codes(z_q, z_p, *g)
                     } else {
                         z_q
                     }
@@ -304,7 +315,7 @@ pub fn forward_pairs<B: Backend>(
                     let z_q = heads.project(reparameterise(&q, eps));
                     if *g > 0.0 {
                         let z_p = heads.project(p.mean.clone());
-                        z_q.mul_scalar(1.0 - g) + z_p.mul_scalar(*g)
+                        crate::model::latent::mix_codes(z_q, z_p, *g)
                     } else {
                         z_q
                     }
@@ -428,6 +439,7 @@ pub struct EvalResult {
     pub margins: Vec<f64>,
     /// Per-pair posterior and prior probabilities (discrete LPC).
     pub posterior: Option<Vec<Vec<f64>>>,
+    /// Prior probabilities per pair (discrete LPC).
     pub prior: Option<Vec<Vec<f64>>>,
     /// Per-pair KL(q||p).
     pub kl_per_pair: Option<Vec<f64>>,
@@ -518,6 +530,7 @@ pub fn evaluate<B: Backend>(
 /// pairs are never read during training).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CurvePoint {
+    /// Optimiser steps taken.
     pub step: usize,
     /// Mean training loss over the steps since the previous point.
     pub train_loss: f64,
@@ -552,22 +565,28 @@ impl CurvePoint {
 /// How a method's training ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TrainStatus {
+    /// Every step ran with a finite loss.
     Completed,
     /// The loss became NaN or infinite at this step.
     Diverged {
+        /// The first step with a non-finite loss.
         step: usize,
     },
 }
 
 /// The outcome of training one method.
 pub struct TrainedMethod<B: AutodiffBackend> {
+    /// The selected checkpoint's model.
     pub model: MethodModel<B>,
+    /// The validation curve, one point per `train.eval_every` steps.
     pub curve: Vec<CurvePoint>,
+    /// Completed or diverged.
     pub status: TrainStatus,
     /// Steps actually taken.
     pub steps_done: usize,
     /// Step of the checkpoint kept (after `steps_done` steps for `select = last`).
     pub selected_step: usize,
+    /// Wall-clock seconds of training.
     pub seconds: f64,
 }
 

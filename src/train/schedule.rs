@@ -41,12 +41,13 @@ pub fn progress(step: usize, total: usize) -> f64 {
     }
 }
 
-/// Gumbel-softmax temperature, annealed exponentially from `tau` to `tau_end`:
+/// Gumbel-softmax temperature, annealed exponentially from `tau` to `tau_end`
+/// ([`crate::model::annealed_tau`] at the step's progress):
 /// ```text
 /// tau(step) = tau (tau_end / tau)^progress
 /// ```
 pub fn temperature(m: &ResolvedMethod, step: usize, total: usize) -> f64 {
-    m.tau * (m.tau_end / m.tau).powf(progress(step, total))
+    crate::model::annealed_tau(m.tau, m.tau_end, progress(step, total))
 }
 
 /// The posterior→prior mixing weight g of METHOD.md §1: the code fed to the policy is

@@ -132,8 +132,7 @@ pub fn hh_messages(transcript: &str) -> (Vec<(Role, String)>, bool) {
 /// `tokenizer.ggml.tokens`. Errors name the file and the key that breaks the rule.
 #[cfg(feature = "hf-tokenizer")]
 pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
-    use std::collections::HashMap;
-    use tokenizers::models::bpe::BPE;
+    use tokenizers::models::bpe::{BPE, Vocab};
     use tokenizers::pre_tokenizers::byte_level::ByteLevel;
     use tokenizers::pre_tokenizers::digits::Digits;
     use tokenizers::pre_tokenizers::sequence::Sequence;
@@ -158,7 +157,7 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
         }
     };
     let tokens = file.meta_array("tokenizer.ggml.tokens")?;
-    let mut vocab = HashMap::with_capacity(tokens.len());
+    let mut vocab = Vocab::default();
     for (id, t) in tokens.iter().enumerate() {
         let s = t
             .as_str()

@@ -655,7 +655,12 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8]) -> std::result::Result<Vec<f32>, S
                 out.extend(qs.iter().map(|&q| d * f32::from(q >> 4) + m));
             }
         }
-        GgmlType::Other(_) => unreachable!("block_layout returned None above"),
+        GgmlType::Other(_) => {
+            return Err(format!(
+                "{} cannot be dequantised by this reader",
+                ty.name()
+            ));
+        }
     }
     Ok(out)
 }

@@ -272,8 +272,7 @@ fn smollm2_tokenizer_matches_llama_cpp() {
 #[test]
 fn missing_model_says_how_to_fetch() {
     let e = Llama::<CpuBackend>::load("models/absent.gguf", &Default::default())
-        .err()
-        .expect("an absent file must not load")
+        .expect_err("an absent file must not load")
         .to_string();
     assert!(e.contains("scripts/fetch-model.sh"), "{e}");
 }

@@ -308,7 +308,9 @@ impl<B: Backend> Llama<B> {
                 eps: cfg.rms_eps,
             })
         };
-        let mut blocks = Vec::with_capacity(cfg.n_layers);
+        // No `with_capacity(n_layers)`: the count comes from the file, and a corrupt one must end in
+        // the missing-tensor error below, not an allocation failure.
+        let mut blocks = Vec::new();
         for i in 0..cfg.n_layers {
             let t = |s: &str| format!("blk.{i}.{s}.weight");
             blocks.push(LlamaBlock {
@@ -397,10 +399,17 @@ impl<B: Backend> Llama<B> {
     /// Final hidden states `[N, L, d]` (after the output RMSNorm) of token ids `[N, L]`.
     /// Right padding is harmless: attention is causal.
     ///
+    /// Every id must be below [`Llama::vocab`] (a tokeniser built from the same file ensures it).
+    ///
     /// # Errors
-    /// If `L` exceeds the model's context length.
+    /// If `L` is 0 or exceeds the model's context length.
     pub fn hidden(&self, ids: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>> {
         let [n, l] = ids.dims();
+        if l == 0 || n == 0 {
+            return Err(Error::msg(format!(
+                "token ids of shape [{n}, {l}]: need at least one row and one position"
+            )));
+        }
         if l > self.context_length {
             return Err(Error::msg(format!(
                 "sequence length {l} exceeds the model's context length {}",

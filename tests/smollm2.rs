@@ -230,8 +230,9 @@ fn smollm2_logits_near_llama_cpp_q4_1() {
 }
 
 /// The tokeniser built from the GGUF vocabulary and merges gives llama.cpp's ids on 300
-/// HH-RLHF strings and a dozen edge cases (digits, Unicode, whitespace runs, contractions), and
-/// on the fixture's chat-template prompts (special tokens matched whole).
+/// HH-RLHF strings and a dozen edge cases (digits, Unicode, whitespace runs, contractions), on
+/// 24 HH prompts rendered with the chat template, and on the logit fixtures' prompts (special
+/// tokens matched whole).
 #[cfg(feature = "hf-tokenizer")]
 #[test]
 fn smollm2_tokenizer_matches_llama_cpp() {
@@ -260,11 +261,48 @@ fn smollm2_tokenizer_matches_llama_cpp() {
         cases.len(),
         mismatches.join("\n")
     );
+    // Chat renderings of HH prompts (special tokens matched whole), from chat.json.
+    for c in fixture("chat.json")["cases"].as_array().unwrap() {
+        let text = c["rendered"].as_str().unwrap();
+        assert_eq!(tok.encode(text).unwrap(), u32s(&c["ids"]), "{text:?}");
+    }
     for p in fixture("logits.json")["prompts"].as_array().unwrap() {
         let text = p["text"].as_str().unwrap();
         assert_eq!(tok.encode(text).unwrap(), u32s(&p["ids"]), "{text:?}");
         // Byte-level BPE is lossless: the ids decode back to the text, special tokens included.
         assert_eq!(tok.decode(&u32s(&p["ids"])), text);
+    }
+}
+
+/// HH-RLHF prompts as chat messages, rendered by SmolLM2's template: `hh_messages` gives the
+/// fixture's messages and `chat_prompt` the text that jinja2 renders from the file's own
+/// `tokenizer.chat_template` (oracle: `tests/fixtures/smollm2/chat.json`, 24 prompts). Needs no
+/// model file.
+#[test]
+fn hh_prompts_render_like_the_files_chat_template() {
+    use lpc_bench::data::gguf_tokenizer::{Role, chat_prompt, hh_messages};
+    let fx = fixture("chat.json");
+    for c in fx["cases"].as_array().unwrap() {
+        let (messages, open) = hh_messages(c["prompt"].as_str().unwrap());
+        assert!(open, "an HH prompt ends with an open assistant turn");
+        let want: Vec<(Role, String)> = c["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let role = match m["role"].as_str().unwrap() {
+                    "user" => Role::User,
+                    "assistant" => Role::Assistant,
+                    other => panic!("unexpected role {other}"),
+                };
+                (role, m["content"].as_str().unwrap().to_string())
+            })
+            .collect();
+        assert_eq!(messages, want);
+        assert_eq!(
+            chat_prompt(&messages, true),
+            c["rendered"].as_str().unwrap()
+        );
     }
 }
 

@@ -11,6 +11,10 @@ Reads models/SmolLM2-135M-Instruct.Q4_1.gguf (scripts/fetch-model.sh) with llama
                                           by the `gguf` package (scripts/parity/dequantize_gguf.py)
                                           and run with an F32 KV cache: llama.cpp then computes in
                                           f32 throughout, so the comparison can be tight
+  tests/fixtures/smollm2/chat.json       24 HH-RLHF prompts as user/assistant messages, rendered
+                                          by jinja2 from the file's own tokenizer.chat_template
+                                          (add_generation_prompt), with llama.cpp's ids of the
+                                          rendering (special tokens parsed)
   tests/fixtures/smollm2/tokenizer.json  300 HH-RLHF strings (data/hh-rlhf) and a few edge cases
                                           with llama.cpp's token ids (no BOS, specials not parsed)
 
@@ -76,6 +80,35 @@ def hh_strings(n_per_file=144, max_chars=320):
     return out
 
 
+def hh_chat_cases(llm, template, n_per_file=12):
+    """HH prompts (each chosen transcript cut after its last "\n\nAssistant:") as messages: the
+    text is split at every "\n\nHuman:" / "\n\nAssistant:" marker, each turn stripped."""
+    import re
+    import jinja2
+    tmpl = jinja2.Environment().from_string(template)
+    cases = []
+    for sub in ["helpful-base", "harmless-base"]:
+        path = os.path.join(ROOT, "data", "hh-rlhf", sub, "test.jsonl.gz")
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            for i, line in enumerate(f):
+                if i >= n_per_file:
+                    break
+                chosen = json.loads(line)["chosen"]
+                prompt = chosen[: chosen.rindex("\n\nAssistant:") + len("\n\nAssistant:")]
+                parts = re.split(r"(\n\nHuman:|\n\nAssistant:)", prompt)
+                messages = []
+                for marker, text in zip(parts[1::2], parts[2::2]):
+                    role = "user" if marker == "\n\nHuman:" else "assistant"
+                    messages.append({"role": role, "content": text.strip()})
+                assert messages[-1] == {"role": "assistant", "content": ""}
+                messages.pop()
+                rendered = tmpl.render(messages=messages, add_generation_prompt=True)
+                ids = llm.tokenize(rendered.encode("utf-8"), add_bos=False, special=True)
+                cases.append({"prompt": prompt, "messages": messages, "rendered": rendered,
+                              "ids": [int(i) for i in ids]})
+    return cases
+
+
 def reference_logits(model_path, prompts, fixed_ids, **kw):
     llm = Llama(model_path=model_path, n_ctx=512, n_batch=512, n_threads=2, logits_all=True,
                 verbose=False, seed=0, flash_attn=False, **kw)
@@ -129,6 +162,13 @@ def main():
         with open(os.path.join(OUT, out_name), "w") as f:
             json.dump({**meta, "reference": reference, "fixed_ids": fixed_ids, "prompts": result},
                       f, separators=(",", ":"))
+    template = llm.metadata["tokenizer.chat_template"]
+    chat_cases = hh_chat_cases(llm, template)
+    with open(os.path.join(OUT, "chat.json"), "w") as f:
+        json.dump({**meta, "reference": f"jinja2 {__import__('jinja2').__version__} rendering of "
+                   "the file's tokenizer.chat_template; ids by llama.cpp's tokenizer via "
+                   f"llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} (no BOS, special tokens parsed)",
+                   "cases": chat_cases}, f, separators=(",", ":"), ensure_ascii=False)
     strings = EDGE_STRINGS + hh_strings()
     cases = [{"text": s, "ids": [int(i) for i in
                                  llm.tokenize(s.encode("utf-8"), add_bos=False, special=False)]}

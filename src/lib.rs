@@ -20,6 +20,7 @@ pub mod device;
 pub mod error;
 pub mod evaluate;
 pub mod experiment;
+pub mod gguf;
 pub mod metrics;
 pub mod model;
 pub mod objective;

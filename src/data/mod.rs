@@ -10,6 +10,7 @@
 
 pub mod batch;
 pub mod context;
+pub mod gguf_tokenizer;
 
 use serde::{Deserialize, Serialize};
 

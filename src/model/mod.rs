@@ -35,6 +35,7 @@ pub mod flops;
 pub mod gaussian;
 pub mod gumbel;
 pub mod latent;
+pub mod llama;
 pub mod reference;
 pub mod sampling;
 
@@ -51,6 +52,7 @@ pub use latent::{
     Codebook, LatentConfig, LatentHeads, Mlp, MlpConfig, mean_pool_groups, mix_codes,
     one_hot_weights, pool_context, posterior_features, prior_code_weights, prior_features,
 };
+pub use llama::{Llama, LlamaConfig};
 pub use reference::{Reference, kl_ref_to_policy, score_responses, warmup};
 pub use sampling::sample_responses;
 

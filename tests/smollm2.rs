@@ -1,0 +1,316 @@
+//! The pretrained policy, SmolLM2-135M-Instruct read from its GGUF file, against llama.cpp.
+//!
+//! Oracle: `tests/fixtures/smollm2/*.json`, written once by `scripts/parity/make_fixture.py`
+//! with llama.cpp (through llama-cpp-python) reading the same file: an independent reader,
+//! dequantiser, tokeniser and forward pass. The model file itself is not in git; these tests
+//! need `scripts/fetch-model.sh` (CI runs it) and say so, and pass vacuously, when it is absent.
+//!
+//! Tolerance: llama.cpp multiplies with Q4_1 / Q8_0 weights and 8-bit-quantised activations,
+//! while lpc-bench dequantises the weights and computes in f32, so the logits differ by more
+//! than float rounding; a second fixture runs llama.cpp on an all-F32 copy of the file, where the
+//! bound is tight. [`LOGIT_TOL_F32`] and [`LOGIT_TOL_Q4`] are the stated bounds (measured worst
+//! cases in docs/PERFORMANCE.md).
+
+use burn::tensor::{Int, Tensor, TensorData};
+use lpc_bench::gguf::GgufFile;
+use lpc_bench::model::{CpuBackend, Llama, LlamaConfig};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// Largest |logit_ours - logit_llama.cpp| allowed at the last position (over the reference's
+/// top-32 ids and 256 fixed ids per prompt) against llama.cpp computing in f32.
+const LOGIT_TOL_F32: f32 = 1e-3;
+
+/// The same against llama.cpp on the Q4_1 file (quantised activations, F16 KV cache).
+const LOGIT_TOL_Q4: f32 = 1.0;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The model file, or `None` (with a printed reason) when it has not been fetched.
+fn model_path() -> Option<PathBuf> {
+    let dir = std::env::var_os("LPC_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("models"));
+    let path = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    if path.is_file() {
+        Some(path)
+    } else {
+        println!(
+            "SKIPPED: {} is absent; run scripts/fetch-model.sh to fetch it (CI does)",
+            path.display()
+        );
+        None
+    }
+}
+
+fn fixture(name: &str) -> Value {
+    let path = root().join("tests/fixtures/smollm2").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn u32s(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn f32s(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+/// The file's header, as the issue states it (oracle: `gguf` metadata read by llama.cpp's
+/// `gguf-dump`, quoted in issue 14): llama, 30 blocks, d 576, FFN 1536, 9 heads / 3 KV heads,
+/// RoPE base 100000 over 64 dims, vocab 49152; tensor types 210 Q4_1, 61 F32, 1 Q8_0.
+#[test]
+fn smollm2_header_as_documented() {
+    let Some(path) = model_path() else { return };
+    let file = GgufFile::open(&path).unwrap();
+    let cfg = LlamaConfig::from_gguf(&file).unwrap();
+    assert_eq!(
+        (
+            cfg.n_layers,
+            cfg.d_model,
+            cfg.d_ff,
+            cfg.n_heads,
+            cfg.n_kv_heads
+        ),
+        (30, 576, 1536, 9, 3)
+    );
+    assert_eq!(
+        (cfg.rope_base, cfg.rope_dim, cfg.vocab),
+        (100_000.0, 64, 49_152)
+    );
+    assert!((cfg.rms_eps - 1e-5).abs() < 1e-9);
+    let count = |name: &str| {
+        file.tensors
+            .iter()
+            .filter(|t| t.ggml_type.name() == name)
+            .count()
+    };
+    assert_eq!((count("Q4_1"), count("F32"), count("Q8_0")), (210, 61, 1));
+    assert_eq!(file.meta_str("tokenizer.ggml.pre").unwrap(), "smollm");
+    assert_eq!(
+        file.meta_array("tokenizer.ggml.merges").unwrap().len(),
+        48_900
+    );
+}
+
+/// Worst-case agreement of this crate's logits with one llama.cpp fixture.
+struct Parity {
+    /// Largest |logit diff| at the last position over the compared ids, all prompts.
+    worst: f32,
+    /// Positions (all prompts) where the top-1 token agrees, and how many there are.
+    agree: usize,
+    positions: usize,
+    /// Prompts whose last-position top-1 differs while llama.cpp's top-1 margin exceeds
+    /// `margin` (ties closer than that may flip between implementations).
+    top1_failures: Vec<String>,
+}
+
+/// Run the model on each prompt's token ids (llama.cpp's, so the tokeniser is not involved)
+/// and compare with `fixture`; prints one line per prompt.
+fn parity(model: &Llama<CpuBackend>, fixture_name: &str, margin: f32) -> Parity {
+    let device = Default::default();
+    let fx = fixture(fixture_name);
+    let fixed_ids = u32s(&fx["fixed_ids"]);
+    let v = model.vocab();
+    let argmax = |row: &[f32]| {
+        row.iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i as u32)
+            .unwrap()
+    };
+    let mut out = Parity {
+        worst: 0.0,
+        agree: 0,
+        positions: 0,
+        top1_failures: vec![],
+    };
+    for p in fx["prompts"].as_array().unwrap() {
+        let name = p["name"].as_str().unwrap();
+        let ids = u32s(&p["ids"]);
+        let l = ids.len();
+        let input = Tensor::<CpuBackend, 2, Int>::from_data(
+            TensorData::new(ids.iter().map(|&i| i as i64).collect(), [1, l]),
+            &device,
+        );
+        let logits: Vec<f32> = model.logits(input).unwrap().into_data().to_vec().unwrap();
+        for (pos, &r) in u32s(&p["top1_per_position"]).iter().enumerate() {
+            out.positions += 1;
+            out.agree += usize::from(argmax(&logits[pos * v..(pos + 1) * v]) == r);
+        }
+        let last = &logits[(l - 1) * v..l * v];
+        let top_ids = u32s(&p["last_top_ids"]);
+        let top_logits = f32s(&p["last_top_logits"]);
+        let pairs: Vec<(u32, f32)> = top_ids
+            .iter()
+            .copied()
+            .zip(top_logits.iter().copied())
+            .chain(fixed_ids.iter().copied().zip(f32s(&p["last_fixed_logits"])))
+            .collect();
+        let diff = pairs
+            .iter()
+            .map(|&(id, want)| (last[id as usize] - want).abs())
+            .fold(0f32, f32::max);
+        out.worst = out.worst.max(diff);
+        let ours = argmax(last);
+        let ref_margin = top_logits[0] - top_logits[1];
+        println!(
+            "{fixture_name} {name}: top-1 ours {ours}, llama.cpp {} (margin {ref_margin:.3}); \
+             max |diff| {diff:.5}",
+            top_ids[0]
+        );
+        if ours != top_ids[0] && ref_margin > margin {
+            out.top1_failures.push(format!(
+                "{name}: top-1 {ours} here, {} in llama.cpp (margin {ref_margin})",
+                top_ids[0]
+            ));
+        }
+    }
+    println!(
+        "{fixture_name}: max |logit diff| {:.5}; top-1 agrees at {}/{} positions",
+        out.worst, out.agree, out.positions
+    );
+    out
+}
+
+/// Tight parity: llama.cpp on an all-F32 copy of the file (dequantised by gguf-py, F32 KV
+/// cache), so both sides compute in f32 from the same weights. Top-1 equal at the last position
+/// of every prompt, at least 97% of all positions, and every compared logit within
+/// [`LOGIT_TOL_F32`].
+#[test]
+fn smollm2_logits_match_llama_cpp_f32() {
+    let Some(path) = model_path() else { return };
+    let (model, _) = Llama::<CpuBackend>::load(&path, &Default::default()).unwrap();
+    let p = parity(&model, "logits-f32.json", 0.0);
+    assert!(p.top1_failures.is_empty(), "{}", p.top1_failures.join("\n"));
+    assert!(
+        p.worst <= LOGIT_TOL_F32,
+        "max |logit diff| {} > {LOGIT_TOL_F32}",
+        p.worst
+    );
+    assert!(
+        p.agree * 100 >= p.positions * 97,
+        "top-1 agrees at {}/{}",
+        p.agree,
+        p.positions
+    );
+}
+
+/// Loose parity: llama.cpp on the Q4_1 file itself, with its quantised-activation matmuls and
+/// F16 KV cache. Every compared logit within [`LOGIT_TOL_Q4`]; the last-position top-1 equal
+/// wherever llama.cpp's own top-1 margin exceeds that tolerance; at least 95% of positions agree.
+#[test]
+fn smollm2_logits_near_llama_cpp_q4_1() {
+    let Some(path) = model_path() else { return };
+    let (model, _) = Llama::<CpuBackend>::load(&path, &Default::default()).unwrap();
+    let p = parity(&model, "logits.json", LOGIT_TOL_Q4);
+    assert!(p.top1_failures.is_empty(), "{}", p.top1_failures.join("\n"));
+    assert!(
+        p.worst <= LOGIT_TOL_Q4,
+        "max |logit diff| {} > {LOGIT_TOL_Q4}",
+        p.worst
+    );
+    assert!(
+        p.agree * 100 >= p.positions * 95,
+        "top-1 agrees at {}/{}",
+        p.agree,
+        p.positions
+    );
+}
+
+/// The tokeniser built from the GGUF vocabulary and merges gives llama.cpp's ids on 300
+/// HH-RLHF strings and a dozen edge cases (digits, Unicode, whitespace runs, contractions), on
+/// 24 HH prompts rendered with the chat template, and on the logit fixtures' prompts (special
+/// tokens matched whole).
+#[cfg(feature = "hf-tokenizer")]
+#[test]
+fn smollm2_tokenizer_matches_llama_cpp() {
+    use lpc_bench::data::gguf_tokenizer::tokenizer_from_gguf;
+    let Some(path) = model_path() else { return };
+    let file = GgufFile::open(&path).unwrap();
+    let tok = tokenizer_from_gguf(&file).unwrap();
+    assert_eq!(tok.vocab_size(), 49_152);
+    let fx = fixture("tokenizer.json");
+    let cases = fx["cases"].as_array().unwrap();
+    let mut mismatches = Vec::new();
+    for c in cases {
+        let text = c["text"].as_str().unwrap();
+        let got = tok.encode(text).unwrap();
+        if got != u32s(&c["ids"]) {
+            mismatches.push(format!(
+                "{text:?}: ours {got:?}, llama.cpp {:?}",
+                u32s(&c["ids"])
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} strings tokenise differently:\n{}",
+        mismatches.len(),
+        cases.len(),
+        mismatches.join("\n")
+    );
+    // Chat renderings of HH prompts (special tokens matched whole), from chat.json.
+    for c in fixture("chat.json")["cases"].as_array().unwrap() {
+        let text = c["rendered"].as_str().unwrap();
+        assert_eq!(tok.encode(text).unwrap(), u32s(&c["ids"]), "{text:?}");
+    }
+    for p in fixture("logits.json")["prompts"].as_array().unwrap() {
+        let text = p["text"].as_str().unwrap();
+        assert_eq!(tok.encode(text).unwrap(), u32s(&p["ids"]), "{text:?}");
+        // Byte-level BPE is lossless: the ids decode back to the text, special tokens included.
+        assert_eq!(tok.decode(&u32s(&p["ids"])), text);
+    }
+}
+
+/// HH-RLHF prompts as chat messages, rendered by SmolLM2's template: `hh_messages` gives the
+/// fixture's messages and `chat_prompt` the text that jinja2 renders from the file's own
+/// `tokenizer.chat_template` (oracle: `tests/fixtures/smollm2/chat.json`, 24 prompts). Needs no
+/// model file.
+#[test]
+fn hh_prompts_render_like_the_files_chat_template() {
+    use lpc_bench::data::gguf_tokenizer::{Role, chat_prompt, hh_messages};
+    let fx = fixture("chat.json");
+    for c in fx["cases"].as_array().unwrap() {
+        let (messages, open) = hh_messages(c["prompt"].as_str().unwrap());
+        assert!(open, "an HH prompt ends with an open assistant turn");
+        let want: Vec<(Role, String)> = c["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let role = match m["role"].as_str().unwrap() {
+                    "user" => Role::User,
+                    "assistant" => Role::Assistant,
+                    other => panic!("unexpected role {other}"),
+                };
+                (role, m["content"].as_str().unwrap().to_string())
+            })
+            .collect();
+        assert_eq!(messages, want);
+        assert_eq!(
+            chat_prompt(&messages, true),
+            c["rendered"].as_str().unwrap()
+        );
+    }
+}
+
+/// A missing model file names the fix (oracle: the rule in issue 14's acceptance item 4).
+#[test]
+fn missing_model_says_how_to_fetch() {
+    let e = Llama::<CpuBackend>::load("models/absent.gguf", &Default::default())
+        .expect_err("an absent file must not load")
+        .to_string();
+    assert!(e.contains("scripts/fetch-model.sh"), "{e}");
+}

@@ -67,17 +67,21 @@ EDGE_STRINGS = [
 
 def hh_strings(n_per_file=144, max_chars=320):
     out = []
+    for i, rec in hh_records(n_per_file):
+        # Alternate chosen / rejected; cut by characters (never inside a UTF-8 sequence).
+        out.append(rec["chosen" if i % 2 == 0 else "rejected"][:max_chars])
+    return out
+
+
+def hh_records(n_per_file):
+    """(index within its file, record) for the first n_per_file records of each HH test file."""
     for sub in ["helpful-base", "harmless-base"]:
         path = os.path.join(ROOT, "data", "hh-rlhf", sub, "test.jsonl.gz")
         with gzip.open(path, "rt", encoding="utf-8") as f:
             for i, line in enumerate(f):
                 if i >= n_per_file:
                     break
-                rec = json.loads(line)
-                # Alternate chosen / rejected; cut by characters (never inside a UTF-8 sequence).
-                text = rec["chosen" if i % 2 == 0 else "rejected"][:max_chars]
-                out.append(text)
-    return out
+                yield i, json.loads(line)
 
 
 def hh_chat_cases(llm, template, n_per_file=12):
@@ -87,25 +91,20 @@ def hh_chat_cases(llm, template, n_per_file=12):
     import jinja2
     tmpl = jinja2.Environment().from_string(template)
     cases = []
-    for sub in ["helpful-base", "harmless-base"]:
-        path = os.path.join(ROOT, "data", "hh-rlhf", sub, "test.jsonl.gz")
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            for i, line in enumerate(f):
-                if i >= n_per_file:
-                    break
-                chosen = json.loads(line)["chosen"]
-                prompt = chosen[: chosen.rindex("\n\nAssistant:") + len("\n\nAssistant:")]
-                parts = re.split(r"(\n\nHuman:|\n\nAssistant:)", prompt)
-                messages = []
-                for marker, text in zip(parts[1::2], parts[2::2]):
-                    role = "user" if marker == "\n\nHuman:" else "assistant"
-                    messages.append({"role": role, "content": text.strip()})
-                assert messages[-1] == {"role": "assistant", "content": ""}
-                messages.pop()
-                rendered = tmpl.render(messages=messages, add_generation_prompt=True)
-                ids = llm.tokenize(rendered.encode("utf-8"), add_bos=False, special=True)
-                cases.append({"prompt": prompt, "messages": messages, "rendered": rendered,
-                              "ids": [int(i) for i in ids]})
+    for _, rec in hh_records(n_per_file):
+        chosen = rec["chosen"]
+        prompt = chosen[: chosen.rindex("\n\nAssistant:") + len("\n\nAssistant:")]
+        parts = re.split(r"(\n\nHuman:|\n\nAssistant:)", prompt)
+        messages = []
+        for marker, text in zip(parts[1::2], parts[2::2]):
+            role = "user" if marker == "\n\nHuman:" else "assistant"
+            messages.append({"role": role, "content": text.strip()})
+        assert messages[-1] == {"role": "assistant", "content": ""}
+        messages.pop()
+        rendered = tmpl.render(messages=messages, add_generation_prompt=True)
+        ids = llm.tokenize(rendered.encode("utf-8"), add_bos=False, special=True)
+        cases.append({"prompt": prompt, "messages": messages, "rendered": rendered,
+                      "ids": [int(i) for i in ids]})
     return cases
 
 

@@ -2,7 +2,7 @@
 //! resource estimate (memory by part, and work) computed from a checked scenario, compared with
 //! the memory this machine has available.
 //!
-//! Owns: the bounds table ([`BOUNDS`]-style constants and [`check_bounds`], called first by
+//! Owns: the bounds table (`BOUNDS`-style constants and [`check_bounds`], called first by
 //! [`Scenario::validate`]), the estimate ([`estimate`]), the memory budget ([`memory_budget`]) and
 //! the refusal ([`check_fits`]). Every function here is arithmetic on the scenario's numbers: it
 //! never allocates anything proportional to a size field, so it is safe on any scenario file

@@ -6,29 +6,31 @@
 //! Everything is generic over burn's `B: Backend` (or `B: AutodiffBackend` where gradients are
 //! taken); [`CpuBackend`] and [`CpuAutodiff`] name the CPU backends the crate uses by default.
 //!
-//! One training step of LPC-DPO in the calls it makes, from ONE backbone pass over the stacked
-//! pair batch (`B: AutodiffBackend`; `reference = Reference::freeze(&warmed_up_policy)`):
+//! One training step of LPC-DPO in the calls it makes (`train::train_step`, whose forward pass
+//! is `train::forward_pairs`), from ONE backbone pass over the stacked pair batch
+//! (`B: AutodiffBackend`; the model is a `train::MethodModel` holding the policy and the heads):
 //!
 //! ```text
+//! lp_ref = ReferenceCache::compute(&reference, &pairs, ..)    once per run: frozen pi_ref
+//!                                                              log-probs of every pair [host]
 //! batch  = PairBatch::new(&pairs, sep, &device)                 2N rows: chosen, then rejected
 //! h      = policy.hidden(batch.seqs.ids.clone())                [2N, L, d]
 //! q      = heads.posterior_logits(posterior_features(h.clone(), &batch))     [N, K]
+//!          (annotator context: mean_pool_groups / pool_context of those features)
 //! p      = heads.prior_logits(prior_features(h.clone(), &batch))            [N, K]
 //! w      = gumbel_softmax(q, tau, relaxation, gumbel_noise(rng, N, K, &device))
 //! z      = mix_codes(heads.code(w), heads.code(softmax(p)), g)               [N, d]
 //! lp     = policy.log_probs(h, &batch.seqs, Some(batch.stack_codes(z)))      .sum / .mean [2N]
-//! lp_ref = reference.log_probs(&batch.seqs)                                  constants [2N]
-//! (lp_w, lp_l) = batch.split(lp.sum)          -> objective (with q, p for the KL)
-//! grads  = loss.backward(); GradientsParams::from_module(&mut grads, &policy), (.., &heads)
+//! loss   = objective.loss(lp_w, lp_l, lp_ref, q, p, lambda)  (+ diversity term, if set)
+//! model  = Adam.step(lr, model, GradientsParams::from_grads(loss.backward(), &model))
 //! ```
 //!
 //! Variants: DPO passes `z = None`; the oracle uses a `Codebook` of K = T codes with
-//! `one_hot_weights(&batch.groups, T)`; the Gaussian ablation swaps the heads for
-//! [`GaussianHeads`] (`reparameterise` + `project`, KL from [`gaussian_kl`]); annotator context
-//! pools `posterior_features` of a context batch with [`pool_context`]. At inference
-//! `z = heads.code(prior_code_weights(p, mode, rng))`. Evaluate with `policy.valid()` (no
-//! autodiff graph, no dropout). The reference's log-probs never change, so a loop may also
-//! compute them once per pair up front instead of once per step.
+//! `one_hot_weights(&groups, T)`; the Gaussian ablation swaps the heads for [`GaussianHeads`]
+//! (`reparameterise` + `project`, KL from [`gaussian_kl`]). At inference
+//! `z = heads.code(prior_code_weights(p, mode, rng))`; validation and scoring run the same
+//! forward pass on the inner (non-autodiff) backend. The pretrained [`Llama`] reads a GGUF file
+//! and is not yet behind this step.
 
 pub mod backbone;
 pub mod flops;

@@ -247,7 +247,6 @@ mod tests {
 
     #[test]
     fn stale_lists_checkpoints_of_unlisted_methods() {
-        let _rng = crate::rng::backend_rng_lock();
         let dir = tempfile::tempdir().unwrap();
         let ck = dir.path().join(DIR);
         std::fs::create_dir_all(&ck).unwrap();

@@ -171,7 +171,6 @@ mod tests {
 
     #[test]
     fn parses_devices() {
-        let _rng = crate::rng::backend_rng_lock();
         assert_eq!(DeviceChoice::parse("cpu").unwrap(), DeviceChoice::Cpu);
         assert_eq!(DeviceChoice::parse("cuda").unwrap(), DeviceChoice::Cuda(0));
         assert_eq!(
@@ -228,7 +227,6 @@ mod tests {
     #[cfg(not(feature = "cuda"))]
     #[test]
     fn cuda_without_the_feature_says_how_to_build() {
-        let _rng = crate::rng::backend_rng_lock();
         let e = DeviceChoice::Cuda(0)
             .check_available()
             .unwrap_err()

@@ -439,7 +439,7 @@ pub fn code_information(probs: &[Vec<f64>]) -> f64 {
     }
     let mean_entropy =
         probs.iter().map(|r| distribution_entropy(r)).sum::<f64>() / probs.len() as f64;
-    (distribution_entropy(&mean_row(probs)) - mean_entropy).max(0.0)
+    (distribution_entropy(&mean_row(probs.iter(), probs.len())) - mean_entropy).max(0.0)
 }
 
 /// Information the code distributions carry about a label (the true type), in nats: the mutual
@@ -457,15 +457,18 @@ pub fn type_code_information(probs: &[Vec<f64>], truth: &[usize]) -> f64 {
         return f64::NAN;
     }
     let n = probs.len() as f64;
-    let mut by_type: std::collections::BTreeMap<usize, Vec<Vec<f64>>> = Default::default();
-    for (row, &t) in probs.iter().zip(truth) {
-        by_type.entry(t).or_default().push(row.clone());
-    }
-    let within: f64 = by_type
-        .values()
-        .map(|rows| rows.len() as f64 / n * distribution_entropy(&mean_row(rows)))
+    // Distinct types in increasing order, with their counts in the same order.
+    let (_, types) = Relabel::new(truth);
+    let within: f64 = types
+        .into_iter()
+        .zip(label_counts(truth))
+        .map(|(t, count)| {
+            let count = count as usize;
+            let rows = probs.iter().zip(truth).filter(|&(_, &u)| u == t);
+            count as f64 / n * distribution_entropy(&mean_row(rows.map(|(r, _)| r), count))
+        })
         .sum();
-    (distribution_entropy(&mean_row(probs)) - within).max(0.0)
+    (distribution_entropy(&mean_row(probs.iter(), probs.len())) - within).max(0.0)
 }
 
 /// Entropy (nats) of one distribution; zero entries contribute 0.
@@ -476,13 +479,13 @@ fn distribution_entropy(p: &[f64]) -> f64 {
         .sum::<f64>()
 }
 
-/// The element-wise mean of equally long rows.
-fn mean_row(rows: &[Vec<f64>]) -> Vec<f64> {
-    let k = rows.first().map_or(0, Vec::len);
-    let mut m = vec![0.0; k];
+/// The element-wise mean of `count` equally long rows (accumulated as `sum_r row / count`).
+fn mean_row<'a>(rows: impl Iterator<Item = &'a Vec<f64>>, count: usize) -> Vec<f64> {
+    let mut m: Vec<f64> = Vec::new();
     for r in rows {
+        m.resize(r.len(), 0.0);
         for (a, b) in m.iter_mut().zip(r) {
-            *a += b / rows.len() as f64;
+            *a += b / count as f64;
         }
     }
     m

@@ -1101,9 +1101,9 @@ pub fn merge(out: &Path) -> Result<MergedTable> {
         }
         files.push((header, records));
     }
-    let mut rows = Vec::new();
-    for (c, (header, records)) in cells.iter().zip(files) {
-        let overrides: Vec<String> = override_columns
+    // A cell's values of the override columns, as text (blank where it has none).
+    let override_values = |c: &FinishedCell| -> Vec<String> {
+        override_columns
             .iter()
             .map(|k| {
                 c.record
@@ -1112,7 +1112,11 @@ pub fn merge(out: &Path) -> Result<MergedTable> {
                     .map(value_text)
                     .unwrap_or_default()
             })
-            .collect();
+            .collect()
+    };
+    let mut rows = Vec::new();
+    for (c, (header, records)) in cells.iter().zip(files) {
+        let overrides = override_values(c);
         for record in records {
             let metrics = metric_columns
                 .iter()
@@ -1155,16 +1159,7 @@ pub fn merge(out: &Path) -> Result<MergedTable> {
             rows.push(MergedRow {
                 cell: c.record.id.clone(),
                 method: c.record.method.clone(),
-                overrides: override_columns
-                    .iter()
-                    .map(|k| {
-                        c.record
-                            .overrides
-                            .get(k)
-                            .map(value_text)
-                            .unwrap_or_default()
-                    })
-                    .collect(),
+                overrides: override_values(c),
                 metrics,
             });
         }

@@ -209,7 +209,6 @@ mod tests {
 
     #[test]
     fn kl_matches_closed_form_on_hand_values() {
-        let _rng = crate::rng::backend_rng_lock();
         // Row 0: q = N([1, 0], diag[1, e^1]), p = N(0, I):
         //   dim 0: 0 - 0 + (1 + 1)/1 - 1 = 1;  dim 1: 0 - 1 + (e + 0)/1 - 1 = e - 2
         //   KL = (1 + e - 2)/2 = (e - 1)/2.
@@ -229,7 +228,6 @@ mod tests {
 
     #[test]
     fn kl_is_non_negative_on_random_gaussians() {
-        let _rng = crate::rng::backend_rng_lock();
         let device = Default::default();
         let mut rng = stream(9, "kl");
         for _ in 0..20 {

@@ -493,7 +493,6 @@ mod tests {
 
     #[test]
     fn inference_weights_follow_their_mode() {
-        let _rng = crate::rng::backend_rng_lock();
         let device = Default::default();
         let logits = Tensor::<B, 2>::from_floats([[0.0, 2.0, 1.0], [3.0, 0.0, 0.0]], &device);
         let mut rng = stream(7, "prior");
@@ -520,7 +519,6 @@ mod tests {
 
     #[test]
     fn mixing_interpolates() {
-        let _rng = crate::rng::backend_rng_lock();
         let device = Default::default();
         let q = Tensor::<B, 2>::from_floats([[1.0, 0.0]], &device);
         let p = Tensor::<B, 2>::from_floats([[0.0, 2.0]], &device);

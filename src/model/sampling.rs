@@ -209,7 +209,6 @@ mod tests {
 
     #[test]
     fn inverse_cdf_draw_picks_by_cumulative_mass() {
-        let _rng = crate::rng::backend_rng_lock();
         // p = [0.2, 0.5, 0.3]: u in [0, .2) -> 0, [.2, .7) -> 1, [.7, 1) -> 2.
         let lp = [0.2f64.ln(), 0.5f64.ln(), 0.3f64.ln()];
         assert_eq!(draw_restricted(&lp, 0.0).0, 0);

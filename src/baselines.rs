@@ -147,19 +147,21 @@ pub struct Baseline {
 }
 
 /// Mean of `credit` over `pairs` (all, and per group); `NoPairs` where there is none.
-fn score_by_group(
-    pairs: &[Sample],
+fn score_by_group<T>(
+    pairs: &[T],
     groups: usize,
-    credit: impl Fn(&Sample) -> Option<f64>,
+    group_of: impl Fn(&T) -> usize,
+    credit: impl Fn(&T) -> Option<f64>,
 ) -> (Score, Vec<Score>) {
     let mut sum = vec![0.0; groups];
     let mut n = vec![0usize; groups];
     for p in pairs {
+        let g = group_of(p);
         if let Some(c) = credit(p)
-            && p.group < groups
+            && g < groups
         {
-            sum[p.group] += c;
-            n[p.group] += 1;
+            sum[g] += c;
+            n[g] += 1;
         }
     }
     let mean = |s: f64, n: usize| {
@@ -200,7 +202,7 @@ pub fn accuracy_baselines(
 ) -> Vec<Baseline> {
     let groups = group_names.len();
     let mut out = Vec::new();
-    let (overall, per_group) = score_by_group(eval, groups, |_| Some(0.5));
+    let (overall, per_group) = score_by_group(eval, groups, |s| s.group, |_| Some(0.5));
     out.push(Baseline {
         name: "chance",
         rule: "a coin flip".to_string(),
@@ -221,9 +223,12 @@ pub fn accuracy_baselines(
     } else {
         let firsts = positioned.iter().filter(|&&f| f).count();
         let first = 2 * firsts >= positioned.len();
-        let (overall, per_group) = score_by_group(eval, groups, |s| {
-            s.first_won.map(|f| if f == first { 1.0 } else { 0.0 })
-        });
+        let (overall, per_group) = score_by_group(
+            eval,
+            groups,
+            |s| s.group,
+            |s| s.first_won.map(|f| if f == first { 1.0 } else { 0.0 }),
+        );
         out.push(Baseline {
             name: "majority label",
             rule: format!(
@@ -242,7 +247,8 @@ pub fn accuracy_baselines(
     }
 
     for rule in [LengthRule::Longer, LengthRule::Shorter] {
-        let (overall, per_group) = score_by_group(eval, groups, |s| Some(rule.credit(s)));
+        let (overall, per_group) =
+            score_by_group(eval, groups, |s| s.group, |s| Some(rule.credit(s)));
         out.push(Baseline {
             name: match rule {
                 LengthRule::Longer => "longer wins",
@@ -256,7 +262,7 @@ pub fn accuracy_baselines(
     }
 
     let (best, best_train) = best_length_rule(train);
-    let (overall, per_group) = score_by_group(eval, groups, |s| Some(best.credit(s)));
+    let (overall, per_group) = score_by_group(eval, groups, |s| s.group, |s| Some(best.credit(s)));
     out.push(Baseline {
         name: "length rule (train)",
         rule: format!(
@@ -278,8 +284,12 @@ pub fn accuracy_baselines(
             }
         })
         .collect();
-    let (overall, per_group) =
-        score_by_group(eval, groups, |s| by_group.get(s.group).map(|r| r.credit(s)));
+    let (overall, per_group) = score_by_group(
+        eval,
+        groups,
+        |s| s.group,
+        |s| by_group.get(s.group).map(|r| r.credit(s)),
+    );
     let rules: Vec<String> = group_names
         .iter()
         .zip(&by_group)
@@ -292,6 +302,52 @@ pub fn accuracy_baselines(
         per_group,
     });
     out
+}
+
+/// The pretrained policy's own preference, zero-shot (before any training): a pair scores 1
+/// when the policy gives the chosen response the higher log-probability, 0 when the rejected
+/// one, 0.5 on a tie. Two forms, as the objectives read log-probabilities:
+/// `zero-shot log-prob (sum)`, `log pi_ref(y | x)` summed over the response tokens (the
+/// log-likelihood DPO's implicit reward is measured from), and `zero-shot log-prob (per token)`, the sum
+/// divided by the response's token count (SimPO's length-normalised score).
+/// `chosen[i]`, `rejected[i]` are the summed log-probs of `pairs[i]`'s responses.
+pub fn zero_shot_baselines(
+    pairs: &[PreferencePair],
+    chosen: &[f64],
+    rejected: &[f64],
+    group_names: &[String],
+) -> Vec<Baseline> {
+    let groups = group_names.len();
+    let credit =
+        |w: f64, l: f64| metrics::preference_credit(metrics::margin_prediction(w - l), 1.0);
+    let index: Vec<usize> = (0..pairs.len()).collect();
+    let score = |f: &dyn Fn(usize) -> f64| {
+        score_by_group(&index, groups, |&i| pairs[i].group, |&i| Some(f(i)))
+    };
+    let (overall, per_group) = score(&|i| credit(chosen[i], rejected[i]));
+    let sum = Baseline {
+        name: "zero-shot log-prob (sum)",
+        rule: "the pretrained policy prefers the response with the higher summed log-probability"
+            .to_string(),
+        overall,
+        per_group,
+    };
+    let per_token = |lp: f64, len: usize| lp / len.max(1) as f64;
+    let (overall, per_group) = score(&|i| {
+        credit(
+            per_token(chosen[i], pairs[i].chosen.len()),
+            per_token(rejected[i], pairs[i].rejected.len()),
+        )
+    });
+    let mean = Baseline {
+        name: "zero-shot log-prob (per token)",
+        rule: "the pretrained policy prefers the response with the higher mean log-probability \
+               per token"
+            .to_string(),
+        overall,
+        per_group,
+    };
+    vec![sum, mean]
 }
 
 /// Mean and 95th percentile of the shuffled-code NMI.
@@ -665,6 +721,31 @@ impl RealReference {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Oracle, by hand. Pair 0 (group 0): sums -10 vs -12 -> chosen (1); per token -10/2 = -5
+    /// vs -12/4 = -3 -> rejected (0). Pair 1 (group 0): -6 vs -6 -> tie (0.5); per token -6/3
+    /// = -2 vs -6/2 = -3 -> chosen (1). Pair 2 (group 1): -20 vs -5 -> rejected (0); per token
+    /// -20/4 = -5 vs -5/1 = -5 -> tie (0.5). Sum: overall 1.5/3, groups 0.75 and 0; per token:
+    /// overall 1.5/3, groups 0.5 and 0.5.
+    #[test]
+    fn zero_shot_baselines_by_hand() {
+        let pair = |group, c: usize, r: usize| PreferencePair {
+            prompt: vec![],
+            chosen: vec![1; c],
+            rejected: vec![2; r],
+            group,
+            source: 0,
+            annotator: 0,
+            truth: None,
+        };
+        let pairs = [pair(0, 2, 4), pair(0, 3, 2), pair(1, 4, 1)];
+        let names = ["a".to_string(), "b".to_string()];
+        let b = zero_shot_baselines(&pairs, &[-10.0, -6.0, -20.0], &[-12.0, -6.0, -5.0], &names);
+        assert_eq!(b[0].overall, Score::Value(0.5));
+        assert_eq!(b[0].per_group, vec![Score::Value(0.75), Score::Value(0.0)]);
+        assert_eq!(b[1].overall, Score::Value(0.5));
+        assert_eq!(b[1].per_group, vec![Score::Value(0.5), Score::Value(0.5)]);
+    }
 
     fn s(group: usize, c: usize, r: usize, first_won: Option<bool>) -> Sample {
         Sample {

@@ -940,6 +940,18 @@ pub struct ModelSpec {
     /// Learning rate of the warm-up. Default 3e-3.
     #[serde(default = "d_warmup_lr")]
     pub warmup_lr: f64,
+    /// A pretrained Llama-family model in a GGUF file as the policy (real data only; a relative
+    /// path resolves against the directory the run starts in, like `data.files`). It is also
+    /// pi_ref, so there is no warm-up, and its own tokenizer and chat template render the text;
+    /// `d_model`, `layers`, `heads`, `d_ff`, `dropout` and the warm-up fields do not apply.
+    /// Unset (the default): the scratch transformer those fields describe.
+    #[serde(default)]
+    pub pretrained: Option<PathBuf>,
+    /// What of the pretrained model trains: `"all"` (the default) or `"last:K"` (the last K
+    /// blocks and the final norm; the lower blocks are frozen and their output is computed once
+    /// per sequence). See `model::pretrained`.
+    #[serde(default)]
+    pub trainable: Option<String>,
 }
 
 impl Default for ModelSpec {
@@ -952,6 +964,8 @@ impl Default for ModelSpec {
             dropout: 0.0,
             warmup_steps: d_warmup_steps(),
             warmup_lr: d_warmup_lr(),
+            pretrained: None,
+            trainable: None,
         }
     }
 }
@@ -1751,7 +1765,26 @@ impl Scenario {
                     "applies only to real data (name files in [[data.files]])",
                 ));
             }
+            if self.model.pretrained.is_some() {
+                return Err(rule(
+                    "model.pretrained",
+                    "needs real data (name files in [[data.files]]): a pretrained model reads text",
+                ));
+            }
             return Ok(());
+        }
+        if self.model.pretrained.is_some() && d.tokenizer.is_some() {
+            return Err(rule(
+                "data.tokenizer",
+                "must be left unset with model.pretrained: the model's own tokenizer (read from \
+                 its GGUF file) renders the text",
+            ));
+        }
+        if self.model.pretrained.is_some() && self.train.precision != Precision::F32 {
+            return Err(rule(
+                "train.precision",
+                "must be \"f32\" with model.pretrained (the pretrained policy runs in f32)",
+            ));
         }
         if self.world.is_some() {
             return Err(rule(
@@ -2163,7 +2196,26 @@ impl ModelSpec {
         if !(self.warmup_lr > 0.0 && self.warmup_lr.is_finite()) {
             return Err(rule("model.warmup_lr", "must be > 0"));
         }
+        if let Some(t) = &self.trainable {
+            if self.pretrained.is_none() {
+                return Err(rule(
+                    "model.trainable",
+                    "applies only with model.pretrained (a GGUF model file)",
+                ));
+            }
+            if let Err(e) = crate::model::pretrained::Trainable::parse(t) {
+                return Err(rule("model.trainable", e));
+            }
+        }
         Ok(())
+    }
+
+    /// What of the pretrained model trains (`model.trainable`, default `"all"`); `None` for the
+    /// scratch policy. Call after validation.
+    pub fn trainable(&self) -> Option<crate::model::pretrained::Trainable> {
+        self.pretrained.as_ref()?;
+        let t = self.trainable.as_deref().unwrap_or("all");
+        crate::model::pretrained::Trainable::parse(t).ok()
     }
 }
 

@@ -303,3 +303,119 @@ fn missing_model_says_how_to_fetch() {
         .to_string();
     assert!(e.contains("scripts/fetch-model.sh"), "{e}");
 }
+
+/// The pretrained policy is the model: with `trainable = "last:2"` (frozen prefix on the host,
+/// memoised, plus two blocks) and with `"all"`, its hidden states and output logits equal
+/// [`Llama::hidden`] and [`Llama::logits_from_hidden`] of the whole model (oracle: the model
+/// itself, whose logits the parity tests above tie to llama.cpp), to f32 rounding. A second
+/// pass at a longer padded length reads the memo and must give the same states at the real
+/// positions (oracle: causal attention; right padding never changes an earlier position).
+#[test]
+fn pretrained_policy_equals_the_whole_model() {
+    use lpc_bench::model::{Policy, PretrainedPolicy, Trainable};
+    let Some(path) = model_path() else { return };
+    let device = Default::default();
+    let (llama, _) = Llama::<CpuBackend>::load(&path, &device).unwrap();
+    let rows: Vec<Vec<u32>> = vec![
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        vec![42, 4000, 17, 198, 2, 198, 198, 198, 198, 198],
+    ];
+    let pad = 198u32;
+    let ids = |len: usize| {
+        let flat: Vec<i64> = rows
+            .iter()
+            .flat_map(|r| {
+                let mut r: Vec<i64> = r.iter().map(|&t| i64::from(t)).collect();
+                r.resize(len, i64::from(pad));
+                r
+            })
+            .collect();
+        Tensor::<CpuBackend, 2, Int>::from_data(TensorData::new(flat, [rows.len(), len]), &device)
+    };
+    let want: Vec<f32> = llama.hidden(ids(10)).unwrap().into_data().to_vec().unwrap();
+    let want_logits: Vec<f32> = llama.logits(ids(10)).unwrap().into_data().to_vec().unwrap();
+    for trainable in [Trainable::Last(2), Trainable::All] {
+        let policy = Policy::Pretrained(
+            PretrainedPolicy::<CpuBackend>::load(&path, trainable, 16, pad, &device).unwrap(),
+        );
+        let h = policy.hidden(ids(10));
+        let got: Vec<f32> = h.clone().into_data().to_vec().unwrap();
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-4, "{trainable:?}: hidden differs by {worst}");
+        let Policy::Pretrained(p) = &policy else {
+            unreachable!()
+        };
+        let logits: Vec<f32> = p
+            .head_logits(h.reshape([20, 576]))
+            .into_data()
+            .to_vec()
+            .unwrap();
+        let worst = logits
+            .iter()
+            .zip(&want_logits)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-3, "{trainable:?}: logits differ by {worst}");
+        // Padded to 14: the first 10 positions of each row are unchanged.
+        let longer: Vec<f32> = policy.hidden(ids(14)).into_data().to_vec().unwrap();
+        for r in 0..2 {
+            let a = &longer[r * 14 * 576..(r * 14 + 10) * 576];
+            let b = &got[r * 10 * 576..(r + 1) * 10 * 576];
+            let worst = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                worst < 1e-4,
+                "{trainable:?}: padding changed row {r} by {worst}"
+            );
+        }
+        if let Some(f) = p.frozen() {
+            assert_eq!(
+                (f.blocks(), f.memoised()),
+                (28, 2),
+                "one memo entry per sequence"
+            );
+        }
+    }
+}
+
+/// A prompt and response rendered for the pretrained policy, joined by the separator, are the
+/// tokens of the whole conversation rendered by the chat template with the answer as the last
+/// assistant turn (oracle: `chat_prompt` of the full conversation, tokenised at once).
+#[test]
+fn chat_rendered_pairs_join_into_the_template() {
+    use lpc_bench::data::gguf_tokenizer::{Role, chat_prompt, hh_messages, tokenizer_from_gguf};
+    use lpc_bench::data::real::model_tokenizer;
+    let Some(path) = model_path() else { return };
+    let (tok, sep) = model_tokenizer(&path).unwrap();
+    let sep = sep.unwrap();
+    let file = GgufFile::open(&path).unwrap();
+    assert_eq!(
+        tokenizer_from_gguf(&file).unwrap().encode("\n").unwrap(),
+        vec![sep]
+    );
+    let transcript =
+        "\n\nHuman: How do I bake bread?\n\nAssistant: With flour.\n\nHuman: And?\n\nAssistant:";
+    let answer = " Water, yeast, and an oven.";
+    let (mut messages, open) = hh_messages(transcript);
+    assert!(open);
+    let mut prompt = tok.encode(&chat_prompt(&messages, true)).unwrap();
+    assert_eq!(prompt.pop(), Some(sep));
+    let response = tok.encode(&format!("{}<|im_end|>", answer.trim())).unwrap();
+    messages.push((Role::Assistant, answer.trim().to_string()));
+    let whole = tok.encode(&chat_prompt(&messages, false)).unwrap();
+    let joined: Vec<u32> = prompt
+        .iter()
+        .copied()
+        .chain([sep])
+        .chain(response.iter().copied())
+        .collect();
+    // The template ends the turn with "<|im_end|>\n"; the response stops at <|im_end|>.
+    assert_eq!(&whole[..whole.len() - 1], joined.as_slice());
+}

@@ -227,6 +227,27 @@ const RULES: &[Row] = &[
         "data.eval_fraction",
         "applies only to real data",
     ),
+    (
+        "[model]\npretrained = \"m.gguf\" #!",
+        "model.pretrained",
+        "needs real data",
+    ),
+    (
+        concat!(
+            "[model]\npretrained = \"m.gguf\"\n[data]\ntokenizer = \"byte\" #!\n",
+            hh!("group = \"g\"")
+        ),
+        "data.tokenizer",
+        "must be left unset with model.pretrained",
+    ),
+    (
+        concat!(
+            "[model]\npretrained = \"m.gguf\"\n[train]\nprecision = \"bf16\" #!\n",
+            hh!("group = \"g\"")
+        ),
+        "train.precision",
+        "must be \"f32\" with model.pretrained",
+    ),
     (hh!("group = \"g\"\n[world] #!"), "world", "must be absent"),
     (
         concat!(
@@ -710,6 +731,19 @@ const RULES: &[Row] = &[
         "[model]\nwarmup_lr = 0.0 #!",
         "model.warmup_lr",
         "must be > 0",
+    ),
+    (
+        "[model]\ntrainable = \"all\" #!",
+        "model.trainable",
+        "applies only with model.pretrained",
+    ),
+    (
+        concat!(
+            "[model]\npretrained = \"m.gguf\"\ntrainable = \"last:0\" #! trainable = \"last:2\"\n",
+            hh!("group = \"g\"")
+        ),
+        "model.trainable",
+        "is not \"all\" or \"last:K\"",
     ),
     // TrainSpec::validate
     ("[train]\nsteps = 0 #!", "train.steps", "must be >= 1"),

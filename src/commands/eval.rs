@@ -11,7 +11,7 @@ use crate::experiment::{
     RESCORED_DIR, RESCORED_FILES, RunOptions, load_data, score_model, world_scores,
 };
 use crate::model::CpuBackend;
-use crate::model::backbone::{Policy, PolicyConfig};
+use crate::model::backbone::Policy;
 use crate::results::{self, Table};
 use crate::scenario::Scenario;
 use crate::train::{MethodModel, ReferenceCache};
@@ -39,10 +39,9 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     };
     let run = load_data(&scenario, &opts)?;
     let data = &run.data;
-    let config = PolicyConfig::from_spec(&scenario.model, data.model_vocab(), data.max_seq_len());
     let ckpt = dir.join("checkpoints");
-    let reference: Policy<CpuBackend> =
-        load(config.init(&device), &ckpt.join("reference"), &device)?;
+    let skeleton = crate::experiment::initial_policy::<CpuBackend>(&scenario, data, &device)?;
+    let reference: Policy<CpuBackend> = load(skeleton, &ckpt.join("reference"), &device)?;
     let train_refs = ReferenceCache::compute(&reference, &data.train, data.separator());
     let eval_refs = ReferenceCache::compute(&reference, &data.eval, data.separator());
     let world_cols = world_scores(run.world.as_ref(), &data.eval);

@@ -88,16 +88,26 @@ pub struct PreferenceData {
     pub max_prompt_len: usize,
     /// Longest response, in tokens.
     pub max_response_len: usize,
+    /// `Some(id)` when the text is rendered with a pretrained model's chat template: the
+    /// template's own last prompt token (the newline after `<|im_start|>assistant`) then closes
+    /// each prompt, so the separator is a token of the model's vocabulary. `None`: the
+    /// separator is the extra token `vocab`.
+    pub chat_separator: Option<u32>,
 }
 
 impl PreferenceData {
     /// Separator token id joining prompt and response.
     pub fn separator(&self) -> u32 {
-        self.vocab as u32
+        self.chat_separator.unwrap_or(self.vocab as u32)
     }
-    /// Vocabulary size a model must cover (content tokens plus the separator).
+    /// Vocabulary size a model must cover (content tokens plus the separator, unless the
+    /// separator is one of them).
     pub fn model_vocab(&self) -> usize {
-        self.vocab + 1
+        if self.chat_separator.is_some() {
+            self.vocab
+        } else {
+            self.vocab + 1
+        }
     }
     /// Longest `[prompt, separator, response]` sequence.
     pub fn max_seq_len(&self) -> usize {

@@ -51,6 +51,7 @@
 //!   pairs with the smallest seeded selection hash ([`selection_hash`]), a uniform subset that
 //!   keeps file order.
 
+use crate::data::gguf_tokenizer::{chat_prompt, hh_messages};
 use crate::data::tokenize::Tokenizer;
 use crate::data::{PreferenceData, PreferencePair};
 use crate::rng::{derive_seed, fnv1a64, splitmix64};
@@ -1179,6 +1180,9 @@ fn bound<T>(items: Vec<(u64, T)>, cap: usize) -> Vec<T> {
 /// Tokenises text pairs, splits them and keeps the counts.
 struct Builder<'t> {
     tokenizer: &'t Tokenizer,
+    /// The chat separator when a pretrained model's chat template renders the text
+    /// ([`PreferenceData::chat_separator`]).
+    chat: Option<u32>,
     seed: u64,
     eval_fraction: f64,
     max_prompt: usize,
@@ -1220,6 +1224,32 @@ impl Builder<'_> {
         self.tokenizer.encode(text).map_err(|e| e.to_string())
     }
 
+    /// A prompt's ids. With a chat template: the prompt read as a conversation
+    /// ([`hh_messages`]: HH-RLHF turns, or one user message), rendered with the generation
+    /// prompt, minus its last token (the separator, which the batch puts back).
+    fn encode_prompt(&self, text: &str) -> std::result::Result<Vec<u32>, String> {
+        let Some(sep) = self.chat else {
+            return self.encode(text);
+        };
+        let (messages, _) = hh_messages(text);
+        let mut ids = self.encode(&chat_prompt(&messages, true))?;
+        match ids.pop() {
+            Some(last) if last == sep => Ok(ids),
+            _ => Err(format!(
+                "the chat-rendered prompt does not end in the separator token {sep}"
+            )),
+        }
+    }
+
+    /// A response's ids. With a chat template: the trimmed text and the end-of-turn marker
+    /// (`{text}<|im_end|>`), as the template writes an assistant turn.
+    fn encode_response(&self, text: &str) -> std::result::Result<Vec<u32>, String> {
+        match self.chat {
+            Some(_) => self.encode(&format!("{}{CHAT_END}", text.trim())),
+            None => self.encode(text),
+        }
+    }
+
     /// Tokenise and split every pair of a record, then commit them all (or none, on error).
     fn add(
         &mut self,
@@ -1233,7 +1263,7 @@ impl Builder<'_> {
             let mut prompt = match &prompt_cache {
                 Some((text, ids)) if *text == pair.prompt => ids.clone(),
                 _ => {
-                    let ids = self.encode(&pair.prompt)?;
+                    let ids = self.encode_prompt(&pair.prompt)?;
                     prompt_cache = Some((&pair.prompt, ids.clone()));
                     ids
                 }
@@ -1242,8 +1272,8 @@ impl Builder<'_> {
             if prompt_cut {
                 prompt.drain(..prompt.len() - self.max_prompt);
             }
-            let mut chosen = self.encode(&pair.chosen)?;
-            let mut rejected = self.encode(&pair.rejected)?;
+            let mut chosen = self.encode_response(&pair.chosen)?;
+            let mut rejected = self.encode_response(&pair.rejected)?;
             let info = PairInfo {
                 first_won: pair.first_won,
                 chosen_len: chosen.len(),
@@ -1339,9 +1369,13 @@ pub fn load_real_data_unchecked(
         )));
     }
     let spec = &scenario.data;
-    let tokenizer = Tokenizer::from_spec(spec.tokenizer(), base_dir)?;
+    let (tokenizer, chat) = match &scenario.model.pretrained {
+        Some(model) => model_tokenizer(&resolve_path(base_dir, model))?,
+        None => (Tokenizer::from_spec(spec.tokenizer(), base_dir)?, None),
+    };
     let mut builder = Builder {
         tokenizer: &tokenizer,
+        chat,
         seed: spec.seed,
         eval_fraction: spec.eval_fraction(),
         max_prompt: spec.max_prompt_tokens(),
@@ -1456,8 +1490,38 @@ pub fn load_real_data_unchecked(
         group_names,
         max_prompt_len,
         max_response_len,
+        chat_separator: chat,
     };
     Ok((data, report))
+}
+
+/// The end-of-turn marker of SmolLM2's ChatML template.
+pub const CHAT_END: &str = "<|im_end|>";
+
+/// The tokenizer stored in a pretrained model's GGUF file and its chat separator: the newline
+/// that ends the template's generation prompt `<|im_start|>assistant\n`, which must be one
+/// token of its own (it is in `gpt2`-BPE vocabularies, whose pre-tokenizer splits it off).
+#[cfg(feature = "hf-tokenizer")]
+pub fn model_tokenizer(path: &Path) -> Result<(Tokenizer, Option<u32>)> {
+    let file = crate::gguf::GgufFile::open(path)?;
+    let tokenizer = crate::data::gguf_tokenizer::tokenizer_from_gguf(&file)?;
+    let ids = tokenizer.encode("<|im_start|>assistant\n")?;
+    match (ids.last(), tokenizer.encode("\n")?.as_slice()) {
+        (Some(&last), [nl]) if last == *nl => Ok((tokenizer, Some(last))),
+        _ => Err(Error::msg(format!(
+            "{}: the model's tokenizer does not end the chat prompt              '<|im_start|>assistant\\n' with a newline token of its own ({ids:?})",
+            path.display()
+        ))),
+    }
+}
+
+/// Without the `hf-tokenizer` feature a model's tokenizer cannot be built: say how to get it.
+#[cfg(not(feature = "hf-tokenizer"))]
+pub fn model_tokenizer(path: &Path) -> Result<(Tokenizer, Option<u32>)> {
+    Err(Error::msg(format!(
+        "model.pretrained = '{}' needs a build with the `hf-tokenizer` feature (on by default)",
+        path.display()
+    )))
 }
 
 #[cfg(test)]

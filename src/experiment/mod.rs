@@ -16,6 +16,7 @@ use crate::data::{PreferenceData, PreferencePair};
 use crate::evaluate::{self, PairPredictions, Scores, argmax};
 use crate::model::backbone::{Policy, PolicyConfig, hidden_at_separator};
 use crate::model::latent::{one_hot_weights, prior_code_weights};
+use crate::model::pretrained::{PretrainedPolicy, Trainable};
 use crate::model::reference::{kl_ref_to_policy, warmup};
 use crate::model::sampling::sample_responses;
 use crate::results::{self, Table};
@@ -403,6 +404,79 @@ pub fn log_length_prob(world: &World, len: usize) -> f64 {
     }
 }
 
+/// The policy a scenario's `[model]` names, untrained: the pretrained model of
+/// `model.pretrained` (read from its GGUF file; a relative path resolves against the current
+/// directory, like the data files), or the scratch transformer, drawn on the host from the
+/// stream `init/policy` so it is the same on every device.
+pub fn initial_policy<B: Backend>(
+    scenario: &Scenario,
+    data: &PreferenceData,
+    device: &B::Device,
+) -> Result<Policy<B>> {
+    let init_seed = derive_seed(scenario.data.seed, "init/policy");
+    B::seed(device, init_seed);
+    if let Some(path) = &scenario.model.pretrained {
+        let trainable = scenario.model.trainable().unwrap_or(Trainable::All);
+        let path = crate::data::real::resolve_path(Path::new("."), path);
+        let policy = PretrainedPolicy::load(
+            &path,
+            trainable,
+            data.max_seq_len(),
+            data.separator(),
+            device,
+        )?;
+        return Ok(Policy::Pretrained(policy));
+    }
+    let config = PolicyConfig::from_spec(&scenario.model, data.model_vocab(), data.max_seq_len());
+    Ok(crate::device::init_on_host(
+        init_seed,
+        config.init::<B>(device),
+        |cpu| config.init(cpu),
+        device,
+    )
+    .with_precision(scenario.train.precision))
+}
+
+/// The scratch policy's supervised warm-up to pi_ref: the starting policy and, where the
+/// world gives held-out reference samples, KL(pi_ref || pi_start) on them.
+fn warm_start<B: AutodiffBackend>(
+    scenario: &Scenario,
+    run: &RunData,
+    policy: Policy<B>,
+    note: &dyn Fn(&str),
+) -> (Policy<B>, Option<f64>) {
+    let data = &run.data;
+    let seed = scenario.data.seed;
+    let (samples, heldout) = warmup_samples(scenario, run);
+    note(&format!(
+        "{}: warm-up on {} reference samples ({} steps)",
+        scenario.name,
+        samples.len(),
+        scenario.model.warmup_steps
+    ));
+    let (start, warm_losses) = warmup(
+        policy,
+        &samples,
+        data.separator(),
+        scenario.model.warmup_steps,
+        scenario.model.warmup_lr,
+        scenario.train.batch_size,
+        &mut stream(seed, "warmup/order"),
+    );
+    let reference = start.valid();
+    let warm_kl =
+        (!heldout.is_empty()).then(|| kl_ref_to_policy(&reference, &heldout, data.separator()));
+    if let Some(kl) = warm_kl {
+        note(&format!(
+            "{}: KL(pi_ref || pi_start) = {kl:.4} nats on {} held-out reference samples (final warm-up loss {:.4})",
+            scenario.name,
+            heldout.len(),
+            warm_losses.last().copied().unwrap_or(f32::NAN)
+        ));
+    }
+    (start, warm_kl)
+}
+
 /// A run on backend `B` (CPU or CUDA), chosen at run time from `train.device`.
 pub struct RunOn<B: AutodiffBackend> {
     /// The device every tensor of the run lives on.
@@ -424,54 +498,47 @@ impl<B: AutodiffBackend> RunOn<B> {
         let data = &run.data;
         let world_cols = world_scores(run.world.as_ref(), &data.eval);
 
-        // The shared starting policy: a supervised fit to pi_ref, frozen as the reference. Its
-        // initial weights are drawn on the host, so they are the same on every device.
-        let init_seed = derive_seed(seed, "init/policy");
-        B::seed(device, init_seed);
-        let config =
-            PolicyConfig::from_spec(&scenario.model, data.model_vocab(), data.max_seq_len());
-        let policy: Policy<B> = crate::device::init_on_host(
-            init_seed,
-            config.init::<B>(device),
-            |cpu| config.init(cpu),
-            device,
-        )
-        .with_precision(scenario.train.precision);
-        let (samples, heldout) = warmup_samples(scenario, &run);
         let note = |m: &str| {
             if !opts.quiet {
                 eprintln!("{m}");
             }
         };
-        note(&format!(
-            "{}: warm-up on {} reference samples ({} steps)",
-            scenario.name,
-            samples.len(),
-            scenario.model.warmup_steps
-        ));
-        let (start, warm_losses) = warmup(
-            policy,
-            &samples,
-            data.separator(),
-            scenario.model.warmup_steps,
-            scenario.model.warmup_lr,
-            scenario.train.batch_size,
-            &mut stream(seed, "warmup/order"),
-        );
-        let reference = start.valid();
-        let warm_kl =
-            (!heldout.is_empty()).then(|| kl_ref_to_policy(&reference, &heldout, data.separator()));
-        if let Some(kl) = warm_kl {
+        let policy = initial_policy::<B>(scenario, data, device)?;
+        let (start, warm_kl) = if let Policy::Pretrained(p) = &policy {
             note(&format!(
-                "{}: KL(pi_ref || pi_start) = {kl:.4} nats on {} held-out reference samples (final warm-up loss {:.4})",
+                "{}: pretrained policy {} ({} trainable blocks{}); it is pi_ref, so no warm-up",
                 scenario.name,
-                heldout.len(),
-                warm_losses.last().copied().unwrap_or(f32::NAN)
+                scenario
+                    .model
+                    .pretrained
+                    .as_deref()
+                    .unwrap_or(Path::new(""))
+                    .display(),
+                p.trainable_blocks(),
+                p.frozen()
+                    .map_or(String::new(), |f| format!(", {} frozen", f.blocks())),
             ));
-        }
+            (policy, None)
+        } else {
+            warm_start(scenario, &run, policy, &note)
+        };
+        let reference = start.valid();
+        let ref_clock = std::time::Instant::now();
+        note(&format!(
+            "{}: reference log-probs of {} training, {} validation and {} held-out pairs",
+            scenario.name,
+            data.train.len(),
+            data.val.len(),
+            data.eval.len()
+        ));
         let train_refs = ReferenceCache::compute(&reference, &data.train, data.separator());
         let val_refs = ReferenceCache::compute(&reference, &data.val, data.separator());
         let eval_refs = ReferenceCache::compute(&reference, &data.eval, data.separator());
+        note(&format!(
+            "{}: reference log-probs in {:.1}s",
+            scenario.name,
+            ref_clock.elapsed().as_secs_f64()
+        ));
         let ckpt_dir = out_dir.join("checkpoints");
         std::fs::create_dir_all(&ckpt_dir).map_err(|e| Error::io(&ckpt_dir, e))?;
         save_module(start.clone(), &ckpt_dir.join("reference"))?;
@@ -559,8 +626,10 @@ impl<B: AutodiffBackend> RunOn<B> {
         if run.load.is_some() {
             crate::baselines::add_nmi_nulls(&mut metrics, &codes, seed);
         }
+        // A pretrained policy's own preference is a baseline; a warmed-up scratch policy's is not.
+        let zero_shot = matches!(start, Policy::Pretrained(_)).then_some(&eval_refs);
         write_outputs(
-            scenario, &run, out_dir, &metrics, &curves, &codes, &steering,
+            scenario, &run, out_dir, &metrics, &curves, &codes, &steering, zero_shot,
         )?;
         // Wall-clock times are the one non-reproducible output, so they live in their own file.
         timing.write(&out_dir.join("timing.csv"))?;
@@ -983,6 +1052,7 @@ fn write_outputs(
     curves: &Table,
     codes: &Table,
     steering: &Table,
+    zero_shot: Option<&ReferenceCache>,
 ) -> Result<()> {
     results::write_atomic(
         &out_dir.join("scenario.resolved.toml"),
@@ -1006,10 +1076,18 @@ fn write_outputs(
     curves.write(&out_dir.join("curves.csv"))?;
     codes.write(&out_dir.join("codes.csv"))?;
     steering.write(&out_dir.join("steering.csv"))?;
-    let reference = run
-        .load
-        .as_ref()
-        .map(|load| crate::baselines::RealReference::new(&run.data, load));
+    let reference = run.load.as_ref().map(|load| {
+        let mut r = crate::baselines::RealReference::new(&run.data, load);
+        if let Some(z) = zero_shot {
+            r.baselines.extend(crate::baselines::zero_shot_baselines(
+                &run.data.eval,
+                &z.chosen,
+                &z.rejected,
+                &run.data.group_names,
+            ));
+        }
+        r
+    });
     if let (Some(load), Some(r)) = (&run.load, &reference) {
         results::write_atomic(&out_dir.join("load.md"), load.to_markdown().as_bytes())?;
         r.baselines_table().write(&out_dir.join("baselines.csv"))?;

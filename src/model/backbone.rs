@@ -21,6 +21,7 @@
 //! and every other layer acts per position, so tokens after t never change h_t.
 
 use crate::data::batch::SeqBatch;
+use crate::model::pretrained::PretrainedPolicy;
 use crate::scenario::{ModelSpec, Precision};
 use burn::config::Config;
 use burn::module::Module;
@@ -91,7 +92,7 @@ impl PolicyConfig {
             self.d_model
         );
         let blocks = (0..self.n_layers).map(|_| self.block(device)).collect();
-        let policy = Policy {
+        let policy = ScratchPolicy {
             token_embedding: EmbeddingConfig::new(self.vocab, self.d_model).init(device),
             position_embedding: EmbeddingConfig::new(self.max_seq_len, self.d_model).init(device),
             blocks,
@@ -101,7 +102,7 @@ impl PolicyConfig {
             max_seq_len: self.max_seq_len,
             compute: None,
         };
-        materialise(policy)
+        Policy::Scratch(materialise(policy))
     }
 
     fn block<B: Backend>(&self, device: &B::Device) -> Block<B> {
@@ -231,9 +232,9 @@ pub fn matmul_in<B: Backend, const D: usize>(
     }
 }
 
-/// A causal transformer LM over `[prompt, separator, response]` token ids.
+/// A causal transformer LM over `[prompt, separator, response]` token ids, trained from scratch.
 #[derive(Module, Debug)]
-pub struct Policy<B: Backend> {
+pub struct ScratchPolicy<B: Backend> {
     token_embedding: Embedding<B>,
     position_embedding: Embedding<B>,
     blocks: Vec<Block<B>>,
@@ -258,7 +259,7 @@ pub struct SeqLogProbs<B: Backend> {
     pub mean: Tensor<B, 1>,
 }
 
-impl<B: Backend> Policy<B> {
+impl<B: Backend> ScratchPolicy<B> {
     /// Final hidden states `[N, L, d]` of the backbone (after the final LayerNorm, without z).
     ///
     /// # Panics
@@ -294,10 +295,88 @@ impl<B: Backend> Policy<B> {
         self.final_norm.forward(x).reshape([n, l, d])
     }
 
+    /// Next-token logits `[rows, V]` of final hidden states `[rows, d]` (the LM head, in the
+    /// matmul precision).
+    pub fn head_logits(&self, h: Tensor<B, 2>) -> Tensor<B, 2> {
+        linear_in(&self.lm_head, h, self.compute)
+    }
+
+    /// Mixed precision: run every matmul of the backbone and the LM head in `precision`
+    /// (autocast: operands cast down, products cast back), keeping the parameters, the
+    /// optimiser state, LayerNorm, softmax, the residual stream, the log-probabilities and so
+    /// every loss and KL in f32. `F32` (the default) leaves the policy exactly as built.
+    ///
+    /// Half precision is meant for GPUs (tensor cores); scenario validation rejects it on the
+    /// CPU, where burn Flex has no fast half-precision matmul.
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.compute = match precision {
+            Precision::F32 => None,
+            Precision::Bf16 => Some(FloatDType::BF16),
+            Precision::F16 => Some(FloatDType::F16),
+        };
+        self
+    }
+
+    /// The matmul precision ([`Policy::with_precision`]).
+    pub fn precision(&self) -> Precision {
+        match self.compute {
+            Some(FloatDType::BF16) => Precision::Bf16,
+            Some(FloatDType::F16) => Precision::F16,
+            _ => Precision::F32,
+        }
+    }
+
+    /// Hidden size d.
+    pub fn d_model(&self) -> usize {
+        self.final_norm.gamma.dims()[0]
+    }
+
+    /// The device the policy's parameters live on.
+    pub fn device(&self) -> B::Device {
+        self.lm_head.weight.device()
+    }
+}
+
+/// The policy pi(y | x, z): a causal LM over `[prompt, separator, response]` token ids whose
+/// final hidden state at each response position gets the code z added before the LM head.
+///
+/// Two families sit behind the one interface every method, objective and score uses:
+/// [`ScratchPolicy`], the small transformer trained from scratch for synthetic worlds, and
+/// [`PretrainedPolicy`], a pretrained Llama-family model read from a GGUF file (real data).
+#[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Policy<B: Backend> {
+    /// A transformer with learned positions, built by [`PolicyConfig::init`].
+    Scratch(ScratchPolicy<B>),
+    /// A pretrained Llama-family model ([`crate::model::pretrained`]).
+    Pretrained(PretrainedPolicy<B>),
+}
+
+impl<B: Backend> Policy<B> {
+    /// Final hidden states `[N, L, d]` of token ids `[N, L]` (after the final norm, without z).
+    ///
+    /// # Panics
+    /// If `L` exceeds [`Policy::max_seq_len`] (a configuration bug: the run builds the policy
+    /// for the data's `max_seq_len()`).
+    pub fn hidden(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        match self {
+            Policy::Scratch(p) => p.hidden(ids),
+            Policy::Pretrained(p) => p.hidden(ids),
+        }
+    }
+
+    /// Next-token logits `[rows, V]` of final hidden states `[rows, d]` (plus code, if any).
+    fn head_logits(&self, h: Tensor<B, 2>) -> Tensor<B, 2> {
+        match self {
+            Policy::Scratch(p) => p.head_logits(h),
+            Policy::Pretrained(p) => p.head_logits(h),
+        }
+    }
+
     /// Next-token log-distributions at every response slot, `[N, R, V]`:
     ///
     /// ```text
-    /// out[b, i, :] = log_softmax(W (h[b, P_b + i] + z_b) + bias)
+    /// out[b, i, :] = log_softmax(head(h[b, P_b + i] + z_b))
     /// ```
     ///
     /// `hidden` is [`Policy::hidden`] of `batch.ids`; `z` is `[N, d]` or `None`. Padding slots
@@ -310,7 +389,7 @@ impl<B: Backend> Policy<B> {
     ) -> Tensor<B, 3> {
         let (n, r) = (batch.rows, batch.response_slots);
         let flat = self.response_log_softmax(hidden, batch, z);
-        flat.reshape([n, r, self.vocab])
+        flat.reshape([n, r, self.vocab()])
     }
 
     /// `[N*R, V]` form of [`Policy::response_distributions`] (rows ordered `(b, i)`).
@@ -331,7 +410,7 @@ impl<B: Backend> Policy<B> {
             }
             None => h,
         };
-        log_softmax(linear_in(&self.lm_head, h, self.compute), 1)
+        log_softmax(self.head_logits(h), 1)
     }
 
     /// Response log-probabilities (per token, summed, length-normalised) under code `z`.
@@ -376,52 +455,56 @@ impl<B: Backend> Policy<B> {
             Some(z) => h + z,
             None => h,
         };
-        log_softmax(linear_in(&self.lm_head, h, self.compute), 1)
+        log_softmax(self.head_logits(h), 1)
     }
 
-    /// Mixed precision: run every matmul of the backbone and the LM head in `precision`
-    /// (autocast: operands cast down, products cast back), keeping the parameters, the
-    /// optimiser state, LayerNorm, softmax, the residual stream, the log-probabilities and so
-    /// every loss and KL in f32. `F32` (the default) leaves the policy exactly as built.
-    ///
-    /// Half precision is meant for GPUs (tensor cores); scenario validation rejects it on the
-    /// CPU, where burn Flex has no fast half-precision matmul.
-    pub fn with_precision(mut self, precision: Precision) -> Self {
-        self.compute = match precision {
-            Precision::F32 => None,
-            Precision::Bf16 => Some(FloatDType::BF16),
-            Precision::F16 => Some(FloatDType::F16),
-        };
-        self
-    }
-
-    /// The matmul precision ([`Policy::with_precision`]).
-    pub fn precision(&self) -> Precision {
-        match self.compute {
-            Some(FloatDType::BF16) => Precision::Bf16,
-            Some(FloatDType::F16) => Precision::F16,
-            _ => Precision::F32,
+    /// Mixed precision of the matmuls (see [`ScratchPolicy::with_precision`]); a pretrained
+    /// policy runs in f32 and ignores it.
+    pub fn with_precision(self, precision: Precision) -> Self {
+        match self {
+            Policy::Scratch(p) => Policy::Scratch(p.with_precision(precision)),
+            other => other,
         }
     }
 
-    /// Hidden size d.
-    pub fn d_model(&self) -> usize {
-        self.final_norm.gamma.dims()[0]
+    /// The matmul precision.
+    pub fn precision(&self) -> Precision {
+        match self {
+            Policy::Scratch(p) => p.precision(),
+            Policy::Pretrained(_) => Precision::F32,
+        }
     }
 
-    /// Model vocabulary V (content tokens plus the separator).
+    /// Hidden size d (also the code dimension).
+    pub fn d_model(&self) -> usize {
+        match self {
+            Policy::Scratch(p) => p.d_model(),
+            Policy::Pretrained(p) => p.d_model(),
+        }
+    }
+
+    /// Model vocabulary V (for a scratch policy: content tokens plus the separator).
     pub fn vocab(&self) -> usize {
-        self.vocab
+        match self {
+            Policy::Scratch(p) => p.vocab,
+            Policy::Pretrained(p) => p.vocab(),
+        }
     }
 
     /// The device the policy's parameters live on.
     pub fn device(&self) -> B::Device {
-        self.lm_head.weight.device()
+        match self {
+            Policy::Scratch(p) => p.device(),
+            Policy::Pretrained(p) => p.device(),
+        }
     }
 
-    /// Longest sequence the positional table covers.
+    /// Longest sequence the policy accepts.
     pub fn max_seq_len(&self) -> usize {
-        self.max_seq_len
+        match self {
+            Policy::Scratch(p) => p.max_seq_len,
+            Policy::Pretrained(p) => p.max_seq_len(),
+        }
     }
 }
 

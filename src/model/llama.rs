@@ -25,10 +25,8 @@
 //! `p * base^(-2i / rope_dim)`. (The HF-to-GGUF converter permutes the Q and K weights so this
 //! form matches the Hugging Face model's half-split rotation.)
 //!
-//! It does not tokenise (see [`crate::data::gguf_tokenizer`]) and does not yet plug into the
-//! training loop: [`Llama::hidden`] and [`Llama::logits_from_hidden`] are the two read-outs a
-//! policy interface needs (hidden states for the latent heads, next-token logits with a code z
-//! added to the hidden state as in [`crate::model::Policy`]).
+//! It does not tokenise (see [`crate::data::gguf_tokenizer`]) and does not train: the policy
+//! that trains wraps these blocks ([`crate::model::pretrained::PretrainedPolicy`]).
 
 use crate::gguf::GgufFile;
 use crate::{Error, Result};
@@ -143,6 +141,32 @@ pub struct RmsNorm<B: Backend> {
     eps: f64,
 }
 
+/// A host tensor copied to `device` of backend `B2` (a fresh leaf: on an autodiff backend it
+/// becomes a trainable parameter when wrapped in [`Param::from_tensor`]).
+pub(crate) fn copy_to<B1: Backend, B2: Backend, const D: usize>(
+    t: &Tensor<B1, D>,
+    device: &B2::Device,
+) -> Tensor<B2, D> {
+    Tensor::from_data(t.to_data(), device)
+}
+
+fn copy_param<B1: Backend, B2: Backend, const D: usize>(
+    p: &Param<Tensor<B1, D>>,
+    device: &B2::Device,
+) -> Param<Tensor<B2, D>> {
+    Param::from_tensor(copy_to(&p.val(), device))
+}
+
+impl<B: Backend> RmsNorm<B> {
+    /// This norm's weights on `device` of another backend.
+    pub fn copy_to<B2: Backend>(&self, device: &B2::Device) -> RmsNorm<B2> {
+        RmsNorm {
+            gain: copy_param(&self.gain, device),
+            eps: self.eps,
+        }
+    }
+}
+
 impl<B: Backend> RmsNorm<B> {
     /// Normalise each row of `x` `[rows, d]`.
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
@@ -169,8 +193,8 @@ pub struct LlamaBlock<B: Backend> {
     n_kv_heads: usize,
 }
 
-/// Per-forward constants shared by every block.
-struct Aux<B: Backend> {
+/// Per-forward constants shared by every block (see [`rope_aux`]).
+pub(crate) struct Aux<B: Backend> {
     n: usize,
     l: usize,
     /// `[1, L*L]`: 0 on and below the diagonal, [`MASKED_SCORE`] above.
@@ -196,7 +220,30 @@ impl<B: Backend> LlamaBlock<B> {
         (t4 * cos + r4 * sin).reshape([rows, dh])
     }
 
-    fn forward(&self, x: Tensor<B, 2>, aux: &Aux<B>) -> Tensor<B, 2> {
+    /// This block's weights on `device` of another backend.
+    pub fn copy_to<B2: Backend>(&self, device: &B2::Device) -> LlamaBlock<B2> {
+        LlamaBlock {
+            attn_norm: self.attn_norm.copy_to(device),
+            wq: copy_param(&self.wq, device),
+            wk: copy_param(&self.wk, device),
+            wv: copy_param(&self.wv, device),
+            wo: copy_param(&self.wo, device),
+            ffn_norm: self.ffn_norm.copy_to(device),
+            w_gate: copy_param(&self.w_gate, device),
+            w_up: copy_param(&self.w_up, device),
+            w_down: copy_param(&self.w_down, device),
+            n_heads: self.n_heads,
+            n_kv_heads: self.n_kv_heads,
+        }
+    }
+
+    /// Query heads.
+    pub fn n_heads(&self) -> usize {
+        self.n_heads
+    }
+
+    /// The block on the residual stream `x` `[N*L, d]`.
+    pub(crate) fn forward(&self, x: Tensor<B, 2>, aux: &Aux<B>) -> Tensor<B, 2> {
         let [rows, d] = x.dims();
         let (n, l) = (aux.n, aux.l);
         let (h, hkv) = (self.n_heads, self.n_kv_heads);
@@ -244,14 +291,57 @@ impl<B: Backend> LlamaBlock<B> {
 pub struct Llama<B: Backend> {
     /// Token embedding E, `[V, d]`; also the output projection when tied.
     pub token_embd: Param<Tensor<B, 2>>,
-    blocks: Vec<LlamaBlock<B>>,
-    output_norm: RmsNorm<B>,
+    pub(crate) blocks: Vec<LlamaBlock<B>>,
+    pub(crate) output_norm: RmsNorm<B>,
     /// Untied output projection `[d, V]` (`output.weight`), if the file has one.
-    output: Option<Param<Tensor<B, 2>>>,
-    vocab: usize,
+    pub(crate) output: Option<Param<Tensor<B, 2>>>,
+    pub(crate) vocab: usize,
+    pub(crate) rope_base: f64,
+    pub(crate) rope_dim: usize,
+    pub(crate) context_length: usize,
+}
+
+/// The causal mask and RoPE tables for `n` sequences of length `l`, head size `dh`: rotation
+/// angle `p * base^(-2i / rope_dim)` for pair i at position p (dimensions past `rope_dim` are
+/// not rotated).
+pub(crate) fn rope_aux<B: Backend>(
+    n: usize,
+    l: usize,
+    dh: usize,
     rope_base: f64,
     rope_dim: usize,
-    context_length: usize,
+    device: &B::Device,
+) -> Aux<B> {
+    let future = Tensor::<B, 2, Bool>::tril_mask([l, l], 0, device);
+    let causal = Tensor::<B, 2>::zeros([l, l], device)
+        .mask_fill(future, MASKED_SCORE)
+        .reshape([1, l * l]);
+    let (mut cos, mut sin) = (vec![1.0f32; l * dh], vec![0.0f32; l * dh]);
+    for p in 0..l {
+        for i in 0..rope_dim / 2 {
+            let theta = rope_base.powf(-2.0 * i as f64 / rope_dim as f64);
+            let angle = p as f64 * theta;
+            for j in [2 * i, 2 * i + 1] {
+                cos[p * dh + j] = angle.cos() as f32;
+                sin[p * dh + j] = angle.sin() as f32;
+            }
+        }
+    }
+    let mut rot = vec![0.0f32; dh * dh];
+    for i in 0..rope_dim / 2 {
+        // (x rot)[2i] = -x[2i+1], (x rot)[2i+1] = x[2i]
+        rot[(2 * i + 1) * dh + 2 * i] = -1.0;
+        rot[(2 * i) * dh + 2 * i + 1] = 1.0;
+    }
+    let table = |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [l, dh]), device);
+    Aux {
+        n,
+        l,
+        causal,
+        cos: table(cos),
+        sin: table(sin),
+        rot: Tensor::from_data(TensorData::new(rot, [dh, dh]), device),
+    }
 }
 
 /// A `[rows, cols]` row-major matrix transposed to `[cols, rows]`.
@@ -364,36 +454,21 @@ impl<B: Backend> Llama<B> {
     }
 
     fn aux(&self, n: usize, l: usize, dh: usize, device: &B::Device) -> Aux<B> {
-        let future = Tensor::<B, 2, Bool>::tril_mask([l, l], 0, device);
-        let causal = Tensor::<B, 2>::zeros([l, l], device)
-            .mask_fill(future, MASKED_SCORE)
-            .reshape([1, l * l]);
-        let (mut cos, mut sin) = (vec![1.0f32; l * dh], vec![0.0f32; l * dh]);
-        for p in 0..l {
-            for i in 0..self.rope_dim / 2 {
-                let theta = self.rope_base.powf(-2.0 * i as f64 / self.rope_dim as f64);
-                let angle = p as f64 * theta;
-                for j in [2 * i, 2 * i + 1] {
-                    cos[p * dh + j] = angle.cos() as f32;
-                    sin[p * dh + j] = angle.sin() as f32;
-                }
-            }
-        }
-        let mut rot = vec![0.0f32; dh * dh];
-        for i in 0..self.rope_dim / 2 {
-            // (x rot)[2i] = -x[2i+1], (x rot)[2i+1] = x[2i]
-            rot[(2 * i + 1) * dh + 2 * i] = -1.0;
-            rot[(2 * i) * dh + 2 * i + 1] = 1.0;
-        }
-        let table = |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [l, dh]), device);
-        Aux {
-            n,
-            l,
-            causal,
-            cos: table(cos),
-            sin: table(sin),
-            rot: Tensor::from_data(TensorData::new(rot, [dh, dh]), device),
-        }
+        rope_aux(n, l, dh, self.rope_base, self.rope_dim, device)
+    }
+
+    /// The residual stream `[N*L, d]` after the token embedding and the first `blocks` blocks
+    /// (no final norm) of token ids `[N, L]`: the frozen part of a policy whose upper blocks
+    /// train ([`crate::model::pretrained`]).
+    pub fn residual(&self, ids: Tensor<B, 2, Int>, blocks: usize) -> Tensor<B, 2> {
+        let [n, l] = ids.dims();
+        let d = self.d_model();
+        let dh = self.blocks.first().map_or(d, |b| d / b.n_heads);
+        let aux = self.aux(n, l, dh, &ids.device());
+        let x = burn::tensor::module::embedding(self.token_embd.val(), ids).reshape([n * l, d]);
+        self.blocks[..blocks]
+            .iter()
+            .fold(x, |x, b| b.forward(x, &aux))
     }
 
     /// Final hidden states `[N, L, d]` (after the output RMSNorm) of token ids `[N, L]`.

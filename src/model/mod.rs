@@ -29,8 +29,8 @@
 //! `one_hot_weights(&groups, T)`; the Gaussian ablation swaps the heads for [`GaussianHeads`]
 //! (`reparameterise` + `project`, KL from [`gaussian_kl`]). At inference
 //! `z = heads.code(prior_code_weights(p, mode, rng))`; validation and scoring run the same
-//! forward pass on the inner (non-autodiff) backend. The pretrained [`Llama`] reads a GGUF file
-//! and is not yet behind this step.
+//! forward pass on the inner (non-autodiff) backend. `policy` is either family of [`Policy`]:
+//! the scratch transformer or a pretrained Llama read from a GGUF file ([`PretrainedPolicy`]).
 
 pub mod backbone;
 pub mod flops;
@@ -38,11 +38,13 @@ pub mod gaussian;
 pub mod gumbel;
 pub mod latent;
 pub mod llama;
+pub mod pretrained;
 pub mod reference;
 pub mod sampling;
 
 pub use backbone::{
-    Policy, PolicyConfig, SeqLogProbs, gather_rows, hidden_at_last, hidden_at_separator,
+    Policy, PolicyConfig, ScratchPolicy, SeqLogProbs, gather_rows, hidden_at_last,
+    hidden_at_separator,
 };
 pub use flops::{MatmulFlops, forward_matmul_flops, matmul_flops_per_step};
 pub use gaussian::{
@@ -55,6 +57,7 @@ pub use latent::{
     one_hot_weights, pool_context, posterior_features, prior_code_weights, prior_features,
 };
 pub use llama::{Llama, LlamaConfig};
+pub use pretrained::{PretrainedPolicy, Trainable};
 pub use reference::{Reference, kl_ref_to_policy, score_responses, warmup};
 pub use sampling::sample_responses;
 

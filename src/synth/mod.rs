@@ -648,6 +648,7 @@ pub fn synthetic_data(scenario: &Scenario) -> (World, PreferenceData) {
         group_names: (0..spec.types).map(|t| format!("type{t}")).collect(),
         max_prompt_len: spec.prompt_len,
         max_response_len: spec.response_len,
+        chat_separator: None,
     };
     (world, data)
 }

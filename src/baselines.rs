@@ -25,6 +25,7 @@
 use crate::data::PreferencePair;
 use crate::data::real::{LoadReport, PairInfo};
 use crate::metrics;
+use crate::results::rows::CodeRow;
 use crate::results::{Table, fmt_f64};
 use crate::rng::stream;
 use rand::seq::SliceRandom;
@@ -349,31 +350,16 @@ fn set_cell(table: &mut Table, row: usize, column: &str, value: String) {
 
 /// Add the shuffled-code NMI null beside every code NMI of `metrics`:
 /// `{prior,post}_nmi_null_mean` and `{prior,post}_nmi_null_p95`, from each method's per-pair
-/// codes in `codes` (columns `method`, `type`, `prior_code`, `posterior_code`, as `run` writes
-/// `codes.csv`). Methods without codes get blanks.
-pub fn add_nmi_nulls(metrics: &mut Table, codes: &Table, seed: u64) {
-    let col = |name: &str| codes.columns.iter().position(|c| c == name);
-    let (Some(m), Some(t), Some(pc), Some(qc)) = (
-        col("method"),
-        col("type"),
-        col("prior_code"),
-        col("posterior_code"),
-    ) else {
-        return;
-    };
+/// codes in `codes` (the rows of `codes.csv`). Methods without codes get blanks.
+pub fn add_nmi_nulls(metrics: &mut Table, codes: &[CodeRow], seed: u64) {
     for r in 0..metrics.rows.len() {
         let label = metrics.get(r, "method").unwrap_or("").to_string();
-        let rows: Vec<&Vec<String>> = codes.rows.iter().filter(|row| row[m] == label).collect();
-        let parse = |i: usize| -> Option<Vec<usize>> {
-            rows.iter().map(|row| row[i].parse().ok()).collect()
-        };
-        for (prefix, ci) in [("prior", pc), ("post", qc)] {
-            let null = match (parse(t), parse(ci)) {
-                (Some(truth), Some(c)) if !truth.is_empty() => {
-                    Some(nmi_null(&c, &truth, NULL_PERMUTATIONS, seed))
-                }
-                _ => None,
-            };
+        let rows: Vec<&CodeRow> = codes.iter().filter(|row| row.method == label).collect();
+        let truth: Vec<usize> = rows.iter().map(|row| row.ty).collect();
+        let prior: Vec<usize> = rows.iter().map(|row| row.prior_code).collect();
+        let post: Vec<usize> = rows.iter().map(|row| row.posterior_code).collect();
+        for (prefix, c) in [("prior", prior), ("post", post)] {
+            let null = (!truth.is_empty()).then(|| nmi_null(&c, &truth, NULL_PERMUTATIONS, seed));
             set_cell(
                 metrics,
                 r,
@@ -850,15 +836,16 @@ mod tests {
         let mut metrics = Table::default();
         metrics.push(vec![("method".into(), "dpo".into())]);
         metrics.push(vec![("method".into(), "lpc".into())]);
-        let mut codes = Table::default();
-        for (t, c) in [(0, 1), (0, 1), (1, 0), (1, 0)] {
-            codes.push(vec![
-                ("method".into(), "lpc".into()),
-                ("type".into(), t.to_string()),
-                ("prior_code".into(), "0".into()),
-                ("posterior_code".into(), c.to_string()),
-            ]);
-        }
+        let codes: Vec<CodeRow> = [(0, 1), (0, 1), (1, 0), (1, 0)]
+            .into_iter()
+            .map(|(t, c)| CodeRow {
+                method: "lpc".into(),
+                ty: t,
+                prior_code: 0,
+                posterior_code: c,
+                ..CodeRow::default()
+            })
+            .collect();
         add_nmi_nulls(&mut metrics, &codes, 0);
         assert_eq!(metrics.get(0, "post_nmi_null_mean"), Some(""));
         assert_eq!(metrics.number(1, "prior_nmi_null_p95"), Some(0.0));

@@ -6,8 +6,10 @@
 //! a torn one), CSV/JSON encoding, and the checks on an output folder before a run writes to it.
 //! Every error names the path (and, for CSV input, the line).
 //!
-//! Does not own: computing metrics, or what the rows contain (each command defines its flat row
-//! structs). It never deletes a file or a folder.
+//! The typed rows of the fixed-column files (`curves.csv`, `codes.csv`, `steering.csv`,
+//! `timing.csv`) live in [`rows`]. Does not own: computing metrics. It never deletes a file or a folder.
+
+pub mod rows;
 
 use std::fs;
 use std::io::{self, Write};

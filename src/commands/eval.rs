@@ -47,7 +47,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let eval_refs = ReferenceCache::compute(&reference, &data.eval, data.separator());
     let world_cols = world_scores(run.world.as_ref(), &data.eval);
     let mut metrics = Table::default();
-    let mut codes = Table::default();
+    let mut codes = Vec::new();
     for method in scenario.resolved_methods() {
         let path = ckpt.join(&method.label);
         if !path.with_extension("mpk").exists() {
@@ -70,9 +70,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             scenario.data.seed,
             &device,
         );
-        for r in scored.code_rows {
-            codes.push(r);
-        }
+        codes.extend(scored.code_rows);
         let mut scores = scored.scores;
         scores.extend(crate::experiment::method_bound(
             run.world.as_ref(),

@@ -18,6 +18,7 @@ use crate::model::backbone::{Policy, PolicyConfig, hidden_at_separator};
 use crate::model::latent::{one_hot_weights, prior_code_weights};
 use crate::model::reference::{kl_ref_to_policy, warmup};
 use crate::model::sampling::sample_responses;
+use crate::results::rows::{CodeRow, CurveRow, SteeringRow, TimingRow, WhenEmpty, write_rows};
 use crate::results::{self, Table};
 use crate::rng::{derive_seed, stream};
 use crate::scenario::{LatentKind, ObjectiveKind, ResolvedMethod, Scenario};
@@ -49,30 +50,6 @@ pub const RUN_FILES: [&str; 8] = [
     "steering.csv",
     "summary.md",
     "timing.csv",
-];
-
-/// Columns of `codes.csv` (written with this header even when no method has codes).
-pub const CODES_COLUMNS: [&str; 10] = [
-    "method",
-    "pair",
-    "type",
-    "source",
-    "annotator",
-    "prior_code",
-    "posterior_code",
-    "kl",
-    "prior_probs",
-    "posterior_probs",
-];
-
-/// Columns of `steering.csv` (written with this header even when no method steers).
-pub const STEERING_COLUMNS: [&str; 6] = [
-    "method",
-    "code",
-    "type",
-    "mean_reward",
-    "matched",
-    "steered_acc_noiseless",
 ];
 
 /// The files a real-data run writes besides [`RUN_FILES`]: the load table and the baselines.
@@ -477,10 +454,10 @@ impl<B: AutodiffBackend> RunOn<B> {
         save_module(start.clone(), &ckpt_dir.join("reference"))?;
 
         let mut metrics = Table::default();
-        let mut curves = Table::default();
-        let mut codes = Table::with_columns(&CODES_COLUMNS);
-        let mut steering = Table::with_columns(&STEERING_COLUMNS);
-        let mut timing = Table::default();
+        let mut curves: Vec<CurveRow> = Vec::new();
+        let mut codes: Vec<CodeRow> = Vec::new();
+        let mut steering: Vec<SteeringRow> = Vec::new();
+        let mut timing: Vec<TimingRow> = Vec::new();
         let mut diverged = Vec::new();
         let methods = scenario.resolved_methods();
         for (mi, method) in methods.iter().enumerate() {
@@ -500,23 +477,13 @@ impl<B: AutodiffBackend> RunOn<B> {
                 device,
             );
             observer.finish(&trained.status);
-            timing.push(vec![
-                ("method".into(), method.label.clone()),
-                ("steps".into(), trained.steps_done.to_string()),
-                (
-                    "train_seconds".into(),
-                    results::fmt_f64(Some(trained.seconds)),
-                ),
-                (
-                    "ms_per_step".into(),
-                    results::fmt_f64(Some(
-                        1e3 * trained.seconds / trained.steps_done.max(1) as f64,
-                    )),
-                ),
-            ]);
-            for p in &trained.curve {
-                curves.push(curve_row(&method.label, p));
-            }
+            timing.push(TimingRow {
+                method: method.label.clone(),
+                steps: trained.steps_done,
+                train_seconds: trained.seconds,
+                ms_per_step: 1e3 * trained.seconds / trained.steps_done.max(1) as f64,
+            });
+            curves.extend(trained.curve.iter().map(|p| curve_row(&method.label, p)));
             let mut row: Scores = vec![
                 ("method".into(), None),
                 ("steps".into(), Some(trained.steps_done as f64)),
@@ -548,12 +515,8 @@ impl<B: AutodiffBackend> RunOn<B> {
             row.extend(method_bound(run.world.as_ref(), data, method, seed));
             row.extend(world_cols.iter().cloned());
             metrics.push_scores(labels, &row[1..]);
-            for r in scored.code_rows {
-                codes.push(r);
-            }
-            for r in scored.steering_rows {
-                steering.push(r);
-            }
+            codes.extend(scored.code_rows);
+            steering.extend(scored.steering_rows);
             let _ = mi;
         }
         if run.load.is_some() {
@@ -563,7 +526,7 @@ impl<B: AutodiffBackend> RunOn<B> {
             scenario, &run, out_dir, &metrics, &curves, &codes, &steering,
         )?;
         // Wall-clock times are the one non-reproducible output, so they live in their own file.
-        timing.write(&out_dir.join("timing.csv"))?;
+        write_rows(&out_dir.join("timing.csv"), &timing, WhenEmpty::Nothing)?;
         // A method that diverged saved no checkpoint: one left by an earlier (--force) run of
         // the same label would sit beside results it did not produce.
         let old: Vec<String> = diverged
@@ -598,23 +561,19 @@ impl<B: AutodiffBackend> RunOn<B> {
     }
 }
 
-fn curve_row(label: &str, p: &CurvePoint) -> Vec<(String, String)> {
-    let f = |v: f64| results::fmt_f64(Some(v));
-    vec![
-        ("method".into(), label.to_string()),
-        ("step".into(), p.step.to_string()),
-        ("train_loss".into(), f(p.train_loss)),
-        ("val_loss".into(), f(p.val_loss)),
-        ("val_accuracy".into(), f(p.val_accuracy)),
-        ("val_objective".into(), f(p.val_objective)),
-        ("val_kl".into(), results::fmt_f64(p.val_kl)),
-        (
-            "code_perplexity".into(),
-            results::fmt_f64(p.code_perplexity),
-        ),
-        ("val_post_nmi".into(), results::fmt_f64(p.val_post_nmi)),
-        ("val_prior_nmi".into(), results::fmt_f64(p.val_prior_nmi)),
-    ]
+fn curve_row(label: &str, p: &CurvePoint) -> CurveRow {
+    CurveRow {
+        method: label.to_string(),
+        step: p.step,
+        train_loss: p.train_loss,
+        val_loss: p.val_loss,
+        val_accuracy: p.val_accuracy,
+        val_objective: p.val_objective,
+        val_kl: p.val_kl,
+        code_perplexity: p.code_perplexity,
+        val_post_nmi: p.val_post_nmi,
+        val_prior_nmi: p.val_prior_nmi,
+    }
 }
 
 /// Save a module with burn's compact recorder to `<path>.mpk`, atomically (see
@@ -627,10 +586,10 @@ pub fn save_module<B: Backend, M: Module<B>>(module: M, path: &Path) -> Result<(
 pub struct ScoredModel {
     /// Named scores of the model on the held-out pairs (one `metrics.csv` row).
     pub scores: Scores,
-    /// Per-pair rows for `codes.csv`, as (column, value) lists.
-    pub code_rows: Vec<Vec<(String, String)>>,
-    /// Rows for `steering.csv`, as (column, value) lists.
-    pub steering_rows: Vec<Vec<(String, String)>>,
+    /// Per-pair rows for `codes.csv`.
+    pub code_rows: Vec<CodeRow>,
+    /// Rows for `steering.csv`.
+    pub steering_rows: Vec<SteeringRow>,
 }
 
 /// Score a trained model on the held-out pairs (METHOD.md §3).
@@ -723,21 +682,18 @@ pub fn score_model<B: Backend>(
     let mut code_rows = Vec::new();
     if let (Some(post), Some(prior)) = (&prior_eval.posterior, &prior_eval.prior) {
         for (i, p) in data.eval.iter().enumerate() {
-            code_rows.push(vec![
-                ("method".into(), method.label.clone()),
-                ("pair".into(), i.to_string()),
-                ("type".into(), p.group.to_string()),
-                ("source".into(), p.source.to_string()),
-                ("annotator".into(), p.annotator.to_string()),
-                ("prior_code".into(), argmax(&prior[i]).to_string()),
-                ("posterior_code".into(), argmax(&post[i]).to_string()),
-                (
-                    "kl".into(),
-                    results::fmt_f64(prior_eval.kl_per_pair.as_ref().map(|k| k[i])),
-                ),
-                ("prior_probs".into(), join_probs(&prior[i])),
-                ("posterior_probs".into(), join_probs(&post[i])),
-            ]);
+            code_rows.push(CodeRow {
+                method: method.label.clone(),
+                pair: i,
+                ty: p.group,
+                source: p.source,
+                annotator: p.annotator,
+                prior_code: argmax(&prior[i]),
+                posterior_code: argmax(&post[i]),
+                kl: prior_eval.kl_per_pair.as_ref().map(|k| k[i]),
+                prior_probs: prior[i].clone(),
+                posterior_probs: post[i].clone(),
+            });
         }
     }
 
@@ -773,16 +729,14 @@ pub fn score_model<B: Backend>(
                     steering_table(model, world, &data.eval, data.separator(), k, seed, device);
                 for (code, rewards) in table.iter().enumerate() {
                     for (t, r) in rewards.iter().enumerate() {
-                        steering_rows.push(vec![
-                            ("method".into(), method.label.clone()),
-                            ("code".into(), code.to_string()),
-                            ("type".into(), t.to_string()),
-                            ("mean_reward".into(), results::fmt_f64(Some(*r))),
-                            (
-                                "matched".into(),
-                                u8::from(m.get(t) == Some(&code)).to_string(),
-                            ),
-                        ]);
+                        steering_rows.push(SteeringRow {
+                            method: method.label.clone(),
+                            code,
+                            ty: t,
+                            mean_reward: Some(*r),
+                            matched: m.get(t) == Some(&code),
+                            steered_acc_noiseless: None,
+                        });
                     }
                 }
             }
@@ -801,14 +755,14 @@ pub fn score_model<B: Backend>(
                 .iter()
                 .find(|(n, _)| *n == format!("acc_noiseless_{name}"))
                 .and_then(|(_, v)| *v);
-            steering_rows.push(vec![
-                ("method".into(), method.label.clone()),
-                ("code".into(), m[t].to_string()),
-                ("type".into(), t.to_string()),
-                ("mean_reward".into(), String::new()),
-                ("matched".into(), "1".into()),
-                ("steered_acc_noiseless".into(), results::fmt_f64(a)),
-            ]);
+            steering_rows.push(SteeringRow {
+                method: method.label.clone(),
+                code: m[t],
+                ty: t,
+                mean_reward: None,
+                matched: true,
+                steered_acc_noiseless: a,
+            });
         }
     }
     ScoredModel {
@@ -825,13 +779,6 @@ pub fn matched_codes(codes: &[usize], truth: &[usize], types: usize) -> Vec<usiz
     (0..types)
         .map(|t| by_type.get(&t).copied().unwrap_or(0))
         .collect()
-}
-
-fn join_probs(p: &[f64]) -> String {
-    p.iter()
-        .map(|v| format!("{v:.4}"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// The code each prompt gets at inference, `[N, d]`, or `None` for a baseline.
@@ -980,13 +927,13 @@ fn write_outputs(
     run: &RunData,
     out_dir: &Path,
     metrics: &Table,
-    curves: &Table,
-    codes: &Table,
-    steering: &Table,
+    curves: &[CurveRow],
+    codes: &[CodeRow],
+    steering: &[SteeringRow],
 ) -> Result<()> {
     results::write_atomic(
         &out_dir.join("scenario.resolved.toml"),
-        scenario.to_toml().as_bytes(),
+        scenario.to_toml()?.as_bytes(),
     )?;
     let world_json = match &run.world {
         Some(w) => serde_json::to_string_pretty(&serde_json::json!({
@@ -1003,9 +950,9 @@ fn write_outputs(
     .map_err(|e| Error::msg(format!("world.json: {e}")))?;
     results::write_atomic(&out_dir.join("world.json"), world_json.as_bytes())?;
     metrics.write(&out_dir.join("metrics.csv"))?;
-    curves.write(&out_dir.join("curves.csv"))?;
-    codes.write(&out_dir.join("codes.csv"))?;
-    steering.write(&out_dir.join("steering.csv"))?;
+    write_rows(&out_dir.join("curves.csv"), curves, WhenEmpty::Nothing)?;
+    write_rows(&out_dir.join("codes.csv"), codes, WhenEmpty::Header)?;
+    write_rows(&out_dir.join("steering.csv"), steering, WhenEmpty::Header)?;
     let reference = run
         .load
         .as_ref()

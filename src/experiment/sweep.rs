@@ -134,7 +134,7 @@ fn run_in_child(cell: &Cell, tmp: &Path, threads: usize) -> Result<Vec<String>> 
         .suffix(".toml")
         .tempfile()
         .map_err(|e| Error::msg(format!("cannot write a cell scenario file: {e}")))?;
-    std::io::Write::write_all(&mut file, cell.scenario.to_toml().as_bytes())
+    std::io::Write::write_all(&mut file, cell.scenario.to_toml()?.as_bytes())
         .map_err(|e| Error::io(file.path(), e))?;
     let output = std::process::Command::new(&exe)
         .arg("run")

@@ -1,0 +1,351 @@
+//! Typed rows of the result files with fixed columns: `curves.csv`, `codes.csv`, `steering.csv`
+//! and `timing.csv`. Each file's columns are the fields of one struct (serde names them), so a
+//! column is named in one place and renaming a field is a compile error wherever it is used.
+//! Rows are written with [`write_rows`] and read back with [`read_rows`] through the csv crate's
+//! serde support.
+//!
+//! Numbers are written as [`super::fmt_f64`] writes them (the shortest text that reads back to
+//! the same `f64`, never an exponent; `None`, NaN and infinities blank), so files are
+//! byte-identical to the ones written before the rows were typed. A blank reads back as `None`
+//! (optional columns) or NaN (required ones); a column missing from an older file reads as
+//! `None`.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::{fmt_f64, read_csv, write_atomic};
+use crate::{Error, Result};
+
+/// One evaluation point of a method's training curve (`curves.csv`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CurveRow {
+    /// Method label.
+    pub method: String,
+    /// Optimiser steps taken.
+    pub step: usize,
+    /// Mean training loss over the steps since the previous point.
+    #[serde(with = "num")]
+    pub train_loss: f64,
+    /// Validation base loss with the inference (prior) code.
+    #[serde(with = "num")]
+    pub val_loss: f64,
+    /// Validation accuracy against observed labels with the inference code.
+    #[serde(with = "num")]
+    pub val_accuracy: f64,
+    /// Validation training objective (the `best-val` selection criterion).
+    #[serde(with = "num")]
+    pub val_objective: f64,
+    /// Validation mean KL(q‖p) (blank for baselines).
+    #[serde(with = "opt_num", default)]
+    pub val_kl: Option<f64>,
+    /// Validation argmax-posterior code perplexity (blank without a codebook).
+    #[serde(with = "opt_num", default)]
+    pub code_perplexity: Option<f64>,
+    /// NMI of the validation pairs' argmax posterior codes against their true types.
+    #[serde(with = "opt_num", default)]
+    pub val_post_nmi: Option<f64>,
+    /// NMI of the validation pairs' argmax prior codes against their true types.
+    #[serde(with = "opt_num", default)]
+    pub val_prior_nmi: Option<f64>,
+}
+
+/// The codes of one held-out pair under one method (`codes.csv`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CodeRow {
+    /// Method label.
+    pub method: String,
+    /// Index of the pair among the held-out pairs.
+    pub pair: usize,
+    /// The pair's true type (group).
+    #[serde(rename = "type")]
+    pub ty: usize,
+    /// The pair's source.
+    pub source: usize,
+    /// The pair's annotator.
+    pub annotator: usize,
+    /// Argmax of the prior p(z | x).
+    pub prior_code: usize,
+    /// Argmax of the posterior q(z | x, y_w > y_l).
+    pub posterior_code: usize,
+    /// KL(q ‖ p) of the pair (blank when not computed).
+    #[serde(with = "opt_num", default)]
+    pub kl: Option<f64>,
+    /// Prior code probabilities, written with 4 decimals, space-separated.
+    #[serde(with = "probs")]
+    pub prior_probs: Vec<f64>,
+    /// Posterior code probabilities, written with 4 decimals, space-separated.
+    #[serde(with = "probs")]
+    pub posterior_probs: Vec<f64>,
+}
+
+/// One cell of a method's steering table (`steering.csv`): either the mean true reward of a
+/// type under a fixed code (`mean_reward` set), or a type's matched code with its type-steered
+/// accuracy (`steered_acc_noiseless` set, `matched` true).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SteeringRow {
+    /// Method label.
+    pub method: String,
+    /// The code the policy is steered with.
+    pub code: usize,
+    /// The true type.
+    #[serde(rename = "type")]
+    pub ty: usize,
+    /// Mean true reward of the type over responses sampled with the code.
+    #[serde(with = "opt_num", default)]
+    pub mean_reward: Option<f64>,
+    /// Whether the code is the one matched to the type (written `1` / `0`).
+    #[serde(with = "flag")]
+    pub matched: bool,
+    /// Accuracy against noiseless labels of the type's pairs steered with its matched code.
+    #[serde(with = "opt_num", default)]
+    pub steered_acc_noiseless: Option<f64>,
+}
+
+/// Wall-clock training time of one method (`timing.csv`, the one output that varies between
+/// identical runs).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimingRow {
+    /// Method label.
+    pub method: String,
+    /// Optimiser steps taken.
+    pub steps: usize,
+    /// Seconds spent training.
+    #[serde(with = "num")]
+    pub train_seconds: f64,
+    /// Milliseconds per step.
+    #[serde(with = "num")]
+    pub ms_per_step: f64,
+}
+
+/// Whether an empty table is written as its header line or as an empty file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenEmpty {
+    /// Write the header line alone.
+    Header,
+    /// Write an empty file.
+    Nothing,
+}
+
+/// The CSV header line of `T` (its field names, as serde names them), with its newline.
+fn header_line<T: Serialize + Default>() -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.serialize(T::default())
+        .map_err(|e| Error::msg(format!("cannot write a CSV header: {e}")))?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| Error::msg(format!("cannot write a CSV header: {e}")))?;
+    let end = bytes.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+    Ok(bytes[..end].to_vec())
+}
+
+/// Write `rows` to `path` as CSV, atomically: a header from the field names of `T`, then one
+/// line per row. With no rows the file holds the header alone or nothing, as `empty` says.
+/// Errors name the path and the row.
+pub fn write_rows<T: Serialize + Default>(path: &Path, rows: &[T], empty: WhenEmpty) -> Result<()> {
+    if rows.is_empty() {
+        let bytes = match empty {
+            WhenEmpty::Header => header_line::<T>()?,
+            WhenEmpty::Nothing => Vec::new(),
+        };
+        return write_atomic(path, &bytes);
+    }
+    super::write_csv_atomic(path, rows)
+}
+
+/// Read the rows of a result file (see [`read_csv`]: errors name the file, line and column).
+pub fn read_rows<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    read_csv(path)
+}
+
+/// A blank-or-number text cell.
+fn parse_cell<E: serde::de::Error>(s: &str) -> std::result::Result<Option<f64>, E> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse::<f64>()
+        .map(Some)
+        .map_err(|e| E::custom(format!("'{s}' is not a number: {e}")))
+}
+
+/// Serde for a required number: written by [`fmt_f64`] (non-finite → blank), blank read as NaN.
+pub mod num {
+    use super::{fmt_f64, parse_cell};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Write `v` as result files write numbers.
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&fmt_f64(Some(*v)))
+    }
+
+    /// Read a number; a blank cell is NaN.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(parse_cell(&s)?.unwrap_or(f64::NAN))
+    }
+}
+
+/// Serde for an optional number: `None` (and non-finite values) blank.
+pub mod opt_num {
+    use super::{fmt_f64, parse_cell};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Write `v` as result files write numbers.
+    pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&fmt_f64(*v))
+    }
+
+    /// Read a number; a blank (or missing) cell is `None`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        let s = Option::<String>::deserialize(d)?.unwrap_or_default();
+        parse_cell(&s)
+    }
+}
+
+/// Serde for a probability vector: each entry with 4 decimals, separated by spaces.
+pub mod probs {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Write `p` as `0.2603 0.2532 ...`.
+    pub fn serialize<S: Serializer>(p: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        let text: Vec<String> = p.iter().map(|v| format!("{v:.4}")).collect();
+        s.serialize_str(&text.join(" "))
+    }
+
+    /// Read space-separated numbers.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        let s = String::deserialize(d)?;
+        s.split_whitespace()
+            .map(|v| {
+                v.parse::<f64>().map_err(|e| {
+                    serde::de::Error::custom(format!("'{v}' is not a probability: {e}"))
+                })
+            })
+            .collect()
+    }
+}
+
+/// Serde for a flag written `1` / `0`.
+pub mod flag {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Write `1` for true, `0` for false.
+    pub fn serialize<S: Serializer>(v: &bool, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(u8::from(*v))
+    }
+
+    /// Read `1` or `0`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        match String::deserialize(d)?.trim() {
+            "1" => Ok(true),
+            "0" => Ok(false),
+            other => Err(serde::de::Error::custom(format!(
+                "'{other}' is not a flag (1 or 0)"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_write_the_text_the_string_tables_wrote_and_read_back() {
+        // Oracle: the lines the untyped tables wrote for these values (numbers by `{}`, no
+        // exponent; None blank; probabilities with 4 decimals; matched as 1/0).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("steering.csv");
+        let rows = vec![
+            SteeringRow {
+                method: "lpc-dpo".into(),
+                code: 1,
+                ty: 0,
+                mean_reward: Some(0.0000020203335300283953),
+                matched: false,
+                steered_acc_noiseless: None,
+            },
+            SteeringRow {
+                method: "lpc-dpo".into(),
+                code: 0,
+                ty: 1,
+                mean_reward: None,
+                matched: true,
+                steered_acc_noiseless: Some(0.5),
+            },
+        ];
+        write_rows(&path, &rows, WhenEmpty::Header).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "method,code,type,mean_reward,matched,steered_acc_noiseless\n\
+             lpc-dpo,1,0,0.0000020203335300283953,0,\n\
+             lpc-dpo,0,1,,1,0.5\n"
+        );
+        assert_eq!(read_rows::<SteeringRow>(&path).unwrap(), rows);
+
+        let codes = dir.path().join("codes.csv");
+        let row = CodeRow {
+            method: "m".into(),
+            pair: 3,
+            ty: 1,
+            source: 1,
+            annotator: 7,
+            prior_code: 0,
+            posterior_code: 1,
+            kl: Some(0.25),
+            prior_probs: vec![0.26034, 0.73966],
+            posterior_probs: vec![0.5, 0.5],
+        };
+        write_rows(&codes, std::slice::from_ref(&row), WhenEmpty::Header).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&codes).unwrap(),
+            "method,pair,type,source,annotator,prior_code,posterior_code,kl,prior_probs,posterior_probs\n\
+             m,3,1,1,7,0,1,0.25,0.2603 0.7397,0.5000 0.5000\n"
+        );
+        let back = read_rows::<CodeRow>(&codes).unwrap();
+        assert_eq!(back[0].prior_probs, vec![0.2603, 0.7397]);
+    }
+
+    #[test]
+    fn empty_tables_are_a_header_or_nothing() {
+        // Oracle: codes.csv and steering.csv keep their header with no rows (the run writes
+        // them for every scenario); timing and curves are empty files.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("codes.csv");
+        write_rows::<CodeRow>(&path, &[], WhenEmpty::Header).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "method,pair,type,source,annotator,prior_code,posterior_code,kl,prior_probs,posterior_probs\n"
+        );
+        assert!(read_rows::<CodeRow>(&path).unwrap().is_empty());
+        write_rows::<TimingRow>(&path, &[], WhenEmpty::Nothing).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
+    }
+
+    #[test]
+    fn blanks_read_as_nan_or_none_and_bad_numbers_name_the_column() {
+        // Oracle: a diverged curve point has blank losses (NaN written blank) and no KL.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("curves.csv");
+        std::fs::write(
+            &path,
+            "method,step,train_loss,val_loss,val_accuracy,val_objective\ndpo,20,,0.5,0.5,0.5\n",
+        )
+        .unwrap();
+        let rows = read_rows::<CurveRow>(&path).unwrap();
+        assert!(rows[0].train_loss.is_nan());
+        assert_eq!((rows[0].val_loss, rows[0].val_kl), (0.5, None));
+        std::fs::write(
+            &path,
+            "method,step,train_loss,val_loss,val_accuracy,val_objective\ndpo,20,x,0.5,0.5,0.5\n",
+        )
+        .unwrap();
+        let err = read_rows::<CurveRow>(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("curves.csv:2") && err.contains("train_loss"),
+            "{err}"
+        );
+    }
+}

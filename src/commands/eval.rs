@@ -12,7 +12,8 @@ use crate::experiment::{
 };
 use crate::model::CpuBackend;
 use crate::model::backbone::{Policy, PolicyConfig};
-use crate::results::{self, Table};
+use crate::results;
+use crate::results::metrics_row::{MetricsRow, RunColumns, write_metrics};
 use crate::scenario::Scenario;
 use crate::train::{MethodModel, ReferenceCache};
 use burn::module::Module;
@@ -45,8 +46,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         load(config.init(&device), &ckpt.join("reference"), &device)?;
     let train_refs = ReferenceCache::compute(&reference, &data.train, data.separator());
     let eval_refs = ReferenceCache::compute(&reference, &data.eval, data.separator());
-    let world_cols = world_scores(run.world.as_ref(), &data.eval);
-    let mut metrics = Table::default();
+    let (ceilings, world_stats) = world_scores(run.world.as_ref(), &data.eval);
+    let mut metrics = Vec::new();
     let mut codes = Vec::new();
     for method in scenario.resolved_methods() {
         let path = ckpt.join(&method.label);
@@ -71,28 +72,30 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             &device,
         );
         codes.extend(scored.code_rows);
-        let mut scores = scored.scores;
-        scores.extend(crate::experiment::method_bound(
-            run.world.as_ref(),
-            data,
-            &method,
-            scenario.data.seed,
-        ));
-        scores.extend(world_cols.iter().cloned());
-        metrics.push_scores(
-            vec![
-                ("method".into(), method.label.clone()),
-                ("kind".into(), method.name.canonical()),
-                ("status".into(), "rescored".into()),
-            ],
-            &scores,
-        );
+        metrics.push(MetricsRow {
+            run: RunColumns {
+                method: method.label.clone(),
+                kind: method.name.canonical(),
+                status: "rescored".into(),
+            },
+            training: None,
+            scores: Some(scored.scores),
+            bound: Some(crate::experiment::method_bound(
+                run.world.as_ref(),
+                data,
+                &method,
+                scenario.data.seed,
+            )),
+            ceilings: Some(ceilings.clone()),
+            world: world_stats.clone(),
+            nmi_null: None,
+        });
     }
     let reference = run.load.as_ref().map(|load| {
         crate::baselines::add_nmi_nulls(&mut metrics, &codes, scenario.data.seed);
         crate::baselines::RealReference::new(&run.data, load)
     });
-    metrics.write(&out.join("metrics.csv"))?;
+    write_metrics(&out.join("metrics.csv"), &metrics)?;
     let summary = crate::report::run_summary_with(&scenario, &metrics, reference.as_ref());
     results::write_atomic(&out.join("summary.md"), summary.as_bytes())?;
     if !args.quiet {

@@ -159,20 +159,9 @@ pub fn read_rows<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
     read_csv(path)
 }
 
-/// A blank-or-number text cell.
-fn parse_cell<E: serde::de::Error>(s: &str) -> std::result::Result<Option<f64>, E> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Ok(None);
-    }
-    s.parse::<f64>()
-        .map(Some)
-        .map_err(|e| E::custom(format!("'{s}' is not a number: {e}")))
-}
-
 /// Serde for a required number: written by [`fmt_f64`] (non-finite → blank), blank read as NaN.
 pub mod num {
-    use super::{fmt_f64, parse_cell};
+    use super::fmt_f64;
     use serde::{Deserialize, Deserializer, Serializer};
 
     /// Write `v` as result files write numbers.
@@ -180,16 +169,16 @@ pub mod num {
         s.serialize_str(&fmt_f64(Some(*v)))
     }
 
-    /// Read a number; a blank cell is NaN.
+    /// Read a number (the csv reader's own parsing, so an error names the column); a blank
+    /// cell is NaN.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-        let s = String::deserialize(d)?;
-        Ok(parse_cell(&s)?.unwrap_or(f64::NAN))
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
     }
 }
 
 /// Serde for an optional number: `None` (and non-finite values) blank.
 pub mod opt_num {
-    use super::{fmt_f64, parse_cell};
+    use super::fmt_f64;
     use serde::{Deserialize, Deserializer, Serializer};
 
     /// Write `v` as result files write numbers.
@@ -197,10 +186,10 @@ pub mod opt_num {
         s.serialize_str(&fmt_f64(*v))
     }
 
-    /// Read a number; a blank (or missing) cell is `None`.
+    /// Read a number (the csv reader's own parsing, so an error names the column); a blank
+    /// cell is `None`.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-        let s = Option::<String>::deserialize(d)?.unwrap_or_default();
-        parse_cell(&s)
+        Option::<f64>::deserialize(d)
     }
 }
 

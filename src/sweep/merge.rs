@@ -29,7 +29,8 @@ pub fn finished_cells(out: &Path) -> Result<Vec<FinishedCell>> {
     recorded_cells(out, is_finished)
 }
 
-/// Every failed cell under `out/cells` (a failure record, see [`record_failure`]), sorted by id.
+/// Every failed cell under `out/cells` (a failure record, see
+/// [`record_failure`](super::record_failure)), sorted by id.
 pub fn failed_cells(out: &Path) -> Result<Vec<FinishedCell>> {
     recorded_cells(out, is_failure_record)
 }
@@ -111,8 +112,8 @@ pub struct MergedRow {
 
 /// Read every finished cell's `metrics.csv` (a header and string fields; columns unknown in
 /// advance) into one table with the cell id and its overrides as leading columns. Every failed
-/// cell ([`record_failure`]) adds one row with `status = failed` and its message in an `error`
-/// column (added only when a cell failed), blank elsewhere. Rows are
+/// cell ([`record_failure`](super::record_failure)) adds one row with `status = failed` and its
+/// message in an `error` column (added only when a cell failed), blank elsewhere. Rows are
 /// sorted by the override values (numbers numerically, before text), then method label, then
 /// cell id, then their order in the cell's file; so the result depends only on the set of
 /// finished cells, and merging twice gives the same table.

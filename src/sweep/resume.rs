@@ -18,7 +18,8 @@ pub fn is_finished(dir: &Path) -> bool {
     dir.join(DONE_FILE).is_file()
 }
 
-/// A folder holding only a failure record ([`record_failure`]): `FAILED`, `cell.toml`, no `DONE`.
+/// A folder holding only a failure record ([`record_failure`](super::record_failure)): `FAILED`,
+/// `cell.toml`, no `DONE`.
 pub(super) fn is_failure_record(dir: &Path) -> bool {
     if !dir.join(FAILED_FILE).is_file() || is_finished(dir) {
         return false;
@@ -33,7 +34,8 @@ pub(super) fn is_failure_record(dir: &Path) -> bool {
 
 /// Record that `cell` failed with `message`: the cell folder gets `cell.toml` and `FAILED` (the
 /// message), committed like a finished cell (a temporary folder renamed into place) but without
-/// `DONE`, so [`merge`] lists the cell as failed and the next invocation runs it again (retry).
+/// `DONE`, so [`merge`](fn@super::merge) lists the cell as failed and the next invocation runs it
+/// again (retry).
 /// A finished cell is left alone; an earlier failure record of the cell is replaced.
 pub fn record_failure(out: &Path, cell: &Cell, message: &str) -> Result<()> {
     let dir = cell_dir(out, cell);
@@ -100,7 +102,8 @@ pub enum CellRun {
     Skipped,
 }
 
-/// The identity written to `cell.toml` in every finished cell; [`merge`] reads it back.
+/// The identity written to `cell.toml` in every finished cell; [`merge`](fn@super::merge) reads it
+/// back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CellRecord {

@@ -1170,6 +1170,53 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_metrics_column_the_report_names_is_a_column_of_a_metrics_row() {
+        // Oracle: the columns a synthetic run's `metrics.csv` row has (`MetricsRow::cells`
+        // with every segment present and one group, `type0`). The sweep report reads the
+        // merged table by name; a renamed score field must fail here, not at report time.
+        use crate::results::metrics_row::{
+            Accuracy, AccuracyPair, Ceilings, MethodBound, MethodScores, MetricsRow, NmiNull,
+            TrainingColumns, WorldStats,
+        };
+        let row = MetricsRow {
+            training: Some(TrainingColumns::default()),
+            scores: Some(MethodScores {
+                accuracy: Accuracy {
+                    groups: vec![("type0".into(), AccuracyPair::default())],
+                    ..Accuracy::default()
+                },
+                ..MethodScores::default()
+            }),
+            bound: Some(MethodBound::default()),
+            ceilings: Some(Ceilings::default()),
+            world: Some(WorldStats::default()),
+            nmi_null: Some(NmiNull::default()),
+            ..MetricsRow::default()
+        };
+        let columns: Vec<String> = row.cells().into_iter().map(|(c, _)| c).collect();
+        let mut named: Vec<&str> = vec!["method", "status", "acc_obs_worst_group"];
+        for m in [ACC_OBS, ACC_NOISELESS, POST_NMI, PRIOR_NMI] {
+            named.push(m.column);
+            if let Some((lo, hi, _)) = m.band {
+                named.extend([lo, hi]);
+            }
+            if let Some((g, _)) = m.guide {
+                named.push(g);
+            }
+        }
+        named.extend(TABLE_COLUMNS.iter().map(|(_, c)| *c));
+        for (_, pairs) in WORLD_ROWS {
+            named.extend(pairs.iter().flat_map(|(a, b)| [*a, *b]));
+        }
+        for c in named {
+            assert!(
+                columns.iter().any(|x| x == c),
+                "`{c}` is not a metrics.csv column"
+            );
+        }
+    }
+
+    #[test]
     fn evenly_spaced_keeps_both_ends() {
         let v: Vec<usize> = (0..30).collect();
         // Indices i·29/11 for i = 0..12: 0, 2, 5, 7, 10, 13, 15, 18, 21, 23, 26, 29.

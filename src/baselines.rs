@@ -26,8 +26,7 @@ use crate::data::PreferencePair;
 use crate::data::real::{LoadReport, PairInfo};
 use crate::metrics;
 use crate::results::metrics_row::{MetricsRow, NmiNull, finite};
-use crate::results::rows::CodeRow;
-use crate::results::{Table, fmt_f64};
+use crate::results::rows::{BaselineCell, BaselineHead, BaselineRow, BaselineTail, CodeRow};
 use crate::rng::stream;
 use rand::seq::SliceRandom;
 
@@ -450,32 +449,41 @@ impl RealReference {
     /// `baselines.csv`: one row per baseline, overall and per group, with the worst group (of
     /// groups with enough pairs) and the small groups pooled; `n/a` where it does not apply,
     /// blank where there are no pairs.
-    pub fn baselines_table(&self) -> Table {
-        let mut t = Table::default();
+    pub fn baselines_rows(&self) -> Vec<BaselineRow> {
         let cell = |s: Score| match s {
-            Score::Value(v) => fmt_f64(Some(v)),
-            Score::NoPairs | Score::AllSmall => String::new(),
-            Score::NotApplicable => "n/a".to_string(),
+            Score::Value(v) => BaselineCell::Value(v),
+            Score::NoPairs | Score::AllSmall => BaselineCell::Blank,
+            Score::NotApplicable => BaselineCell::NotApplicable,
         };
-        for b in &self.baselines {
-            let mut row = vec![
-                ("baseline".to_string(), b.name.to_string()),
-                ("rule".to_string(), b.rule.clone()),
-                ("acc_obs".to_string(), cell(b.overall)),
-            ];
-            for (g, name) in self.group_names.iter().enumerate() {
-                row.push((format!("acc_obs_{name}"), cell(b.per_group[g])));
-            }
-            let (worst, pooled) = if b.overall == Score::NotApplicable {
-                (Score::NotApplicable, Score::NotApplicable)
-            } else {
-                self.worst_and_pooled(&b.per_group.iter().map(|s| s.value()).collect::<Vec<_>>())
-            };
-            row.push(("acc_obs_worst_group".to_string(), cell(worst)));
-            row.push(("acc_obs_small_groups_pooled".to_string(), cell(pooled)));
-            t.push(row);
-        }
-        t
+        self.baselines
+            .iter()
+            .map(|b| {
+                let (worst, pooled) = if b.overall == Score::NotApplicable {
+                    (Score::NotApplicable, Score::NotApplicable)
+                } else {
+                    self.worst_and_pooled(
+                        &b.per_group.iter().map(|s| s.value()).collect::<Vec<_>>(),
+                    )
+                };
+                BaselineRow {
+                    head: BaselineHead {
+                        baseline: b.name.to_string(),
+                        rule: b.rule.clone(),
+                        acc_obs: cell(b.overall),
+                    },
+                    groups: self
+                        .group_names
+                        .iter()
+                        .zip(&b.per_group)
+                        .map(|(name, s)| (name.clone(), cell(*s)))
+                        .collect(),
+                    tail: BaselineTail {
+                        acc_obs_worst_group: cell(worst),
+                        acc_obs_small_groups_pooled: cell(pooled),
+                    },
+                }
+            })
+            .collect()
     }
 
     /// The Markdown of the real-data reference points (groups, baselines, the NMI null and the

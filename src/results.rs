@@ -7,8 +7,8 @@
 //! Every error names the path (and, for CSV input, the line).
 //!
 //! The typed rows of the result files live in [`rows`] (`curves.csv`, `codes.csv`,
-//! `steering.csv`, `timing.csv`) and [`metrics_row`] (`metrics.csv`). Does not own: computing
-//! metrics. It never deletes a file or a folder.
+//! `steering.csv`, `timing.csv`, `baselines.csv`) and [`metrics_row`] (`metrics.csv`). Does not
+//! own: computing metrics. It never deletes a file or a folder.
 
 pub mod metrics_row;
 pub mod rows;

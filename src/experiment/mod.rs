@@ -929,7 +929,7 @@ fn write_outputs(
         .map(|load| crate::baselines::RealReference::new(&run.data, load));
     if let (Some(load), Some(r)) = (&run.load, &reference) {
         results::write_atomic(&out_dir.join("load.md"), load.to_markdown().as_bytes())?;
-        r.baselines_table().write(&out_dir.join("baselines.csv"))?;
+        crate::results::rows::write_baselines(&out_dir.join("baselines.csv"), &r.baselines_rows())?;
     }
     let summary = crate::report::run_summary_with(scenario, metrics, reference.as_ref());
     results::write_atomic(&out_dir.join("summary.md"), summary.as_bytes())?;

@@ -317,7 +317,7 @@ const PRIOR: &str = "prior_";
 
 /// The `(column, text)` cells of a flat serde struct, columns prefixed with `prefix`. Numbers
 /// are written as every result file writes them ([`opt_num`]).
-fn leaf_cells<T: Serialize>(prefix: &str, value: &T, out: &mut Vec<(String, String)>) {
+pub(super) fn leaf_cells<T: Serialize>(prefix: &str, value: &T, out: &mut Vec<(String, String)>) {
     let mut w = csv::Writer::from_writer(Vec::new());
     // A flat struct of strings, integers and formatted numbers always serialises.
     w.serialize(value).expect("a flat row serialises as CSV");

@@ -1,6 +1,8 @@
-//! Typed rows of the result files with fixed columns: `curves.csv`, `codes.csv`, `steering.csv`
-//! and `timing.csv`. Each file's columns are the fields of one struct (serde names them), so a
-//! column is named in one place and renaming a field is a compile error wherever it is used.
+//! Typed rows of the result files besides `metrics.csv`: `curves.csv`, `codes.csv`,
+//! `steering.csv`, `timing.csv` (one struct each) and `baselines.csv` (serde head and tail with
+//! per-group columns `acc_obs_<group>` between). Each file's columns are the fields of its
+//! structs (serde names them), so a column is named in one place and renaming a field is a
+//! compile error wherever it is used.
 //! Rows are written with [`write_rows`] and read back with [`read_rows`] through the csv crate's
 //! serde support.
 //!
@@ -117,6 +119,94 @@ pub struct TimingRow {
     /// Milliseconds per step.
     #[serde(with = "num")]
     pub ms_per_step: f64,
+}
+
+/// A baseline's accuracy in `baselines.csv`: a number, blank (no pairs to score) or `n/a`
+/// (the baseline does not apply to the data).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum BaselineCell {
+    /// An accuracy.
+    Value(f64),
+    /// No pairs to score (written blank).
+    #[default]
+    Blank,
+    /// The baseline does not apply (written `n/a`).
+    NotApplicable,
+}
+
+impl Serialize for BaselineCell {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            BaselineCell::Value(v) => s.serialize_str(&fmt_f64(Some(*v))),
+            BaselineCell::Blank => s.serialize_str(""),
+            BaselineCell::NotApplicable => s.serialize_str("n/a"),
+        }
+    }
+}
+
+/// The leading columns of a `baselines.csv` row.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct BaselineHead {
+    /// The baseline's name.
+    pub baseline: String,
+    /// The rule it predicts by.
+    pub rule: String,
+    /// Accuracy against observed labels over every held-out pair.
+    pub acc_obs: BaselineCell,
+}
+
+/// The trailing columns of a `baselines.csv` row.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct BaselineTail {
+    /// The worst group with enough pairs.
+    pub acc_obs_worst_group: BaselineCell,
+    /// The small groups pooled.
+    pub acc_obs_small_groups_pooled: BaselineCell,
+}
+
+/// One row of `baselines.csv`: the head, the per-group accuracy (columns
+/// `acc_obs_<group>`, in group order) and the tail.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BaselineRow {
+    /// Name, rule, overall accuracy.
+    pub head: BaselineHead,
+    /// Per group: its name and accuracy.
+    pub groups: Vec<(String, BaselineCell)>,
+    /// Worst group and pooled small groups.
+    pub tail: BaselineTail,
+}
+
+impl BaselineRow {
+    /// The row's `(column, text)` cells, in file order.
+    pub fn cells(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        super::metrics_row::leaf_cells("", &self.head, &mut out);
+        for (name, cell) in &self.groups {
+            let mut value = Vec::new();
+            super::metrics_row::leaf_cells(
+                "",
+                &BaselineHead {
+                    acc_obs: *cell,
+                    ..BaselineHead::default()
+                },
+                &mut value,
+            );
+            // The per-group column is the overall column's name with the group appended.
+            let (column, text) = value.pop().expect("acc_obs is the head's last column");
+            out.push((format!("{column}_{name}"), text));
+        }
+        super::metrics_row::leaf_cells("", &self.tail, &mut out);
+        out
+    }
+}
+
+/// Write `baselines.csv` atomically (an empty file without baselines).
+pub fn write_baselines(path: &Path, rows: &[BaselineRow]) -> Result<()> {
+    let mut t = super::Table::default();
+    for r in rows {
+        t.push(r.cells());
+    }
+    t.write(path)
 }
 
 /// Whether an empty table is written as its header line or as an empty file.
@@ -335,6 +425,38 @@ mod tests {
         assert!(
             err.contains("curves.csv:2") && err.contains("train_loss"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn baseline_rows_write_numbers_blanks_and_not_applicable() {
+        // Oracle: the lines of a real-data run's baselines.csv before the rows were typed
+        // (per-group columns `acc_obs_<group>` between the overall and worst-group columns).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("baselines.csv");
+        let row = |name: &str, v: BaselineCell, pooled: BaselineCell| BaselineRow {
+            head: BaselineHead {
+                baseline: name.into(),
+                rule: "a, rule".into(),
+                acc_obs: v,
+            },
+            groups: vec![("helpful".into(), v), ("harmless".into(), v)],
+            tail: BaselineTail {
+                acc_obs_worst_group: v,
+                acc_obs_small_groups_pooled: pooled,
+            },
+        };
+        let na = BaselineCell::NotApplicable;
+        let rows = [
+            row("chance", BaselineCell::Value(0.5), BaselineCell::Blank),
+            row("majority", na, na),
+        ];
+        write_baselines(&path, &rows).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "baseline,rule,acc_obs,acc_obs_helpful,acc_obs_harmless,acc_obs_worst_group,acc_obs_small_groups_pooled\n\
+             chance,\"a, rule\",0.5,0.5,0.5,0.5,\n\
+             majority,\"a, rule\",n/a,n/a,n/a,n/a,n/a\n"
         );
     }
 }

@@ -25,7 +25,8 @@
 use crate::data::PreferencePair;
 use crate::data::real::{LoadReport, PairInfo};
 use crate::metrics;
-use crate::results::{Table, fmt_f64};
+use crate::results::metrics_row::{MetricsRow, NmiNull, finite};
+use crate::results::rows::{BaselineCell, BaselineHead, BaselineRow, BaselineTail, CodeRow};
 use crate::rng::stream;
 use rand::seq::SliceRandom;
 
@@ -388,61 +389,27 @@ pub fn nmi_null(codes: &[usize], truth: &[usize], permutations: usize, seed: u64
     }
 }
 
-/// Set `row`'s cell in `column`, adding the column (blank for every row) when it is new.
-fn set_cell(table: &mut Table, row: usize, column: &str, value: String) {
-    let c = match table.columns.iter().position(|c| c == column) {
-        Some(c) => c,
-        None => {
-            table.columns.push(column.to_string());
-            for r in &mut table.rows {
-                r.push(String::new());
-            }
-            table.columns.len() - 1
-        }
-    };
-    table.rows[row][c] = value;
-}
-
-/// Add the shuffled-code NMI null beside every code NMI of `metrics`:
-/// `{prior,post}_nmi_null_mean` and `{prior,post}_nmi_null_p95`, from each method's per-pair
-/// codes in `codes` (columns `method`, `type`, `prior_code`, `posterior_code`, as `run` writes
-/// `codes.csv`). Methods without codes get blanks.
-pub fn add_nmi_nulls(metrics: &mut Table, codes: &Table, seed: u64) {
-    let col = |name: &str| codes.columns.iter().position(|c| c == name);
-    let (Some(m), Some(t), Some(pc), Some(qc)) = (
-        col("method"),
-        col("type"),
-        col("prior_code"),
-        col("posterior_code"),
-    ) else {
-        return;
-    };
-    for r in 0..metrics.rows.len() {
-        let label = metrics.get(r, "method").unwrap_or("").to_string();
-        let rows: Vec<&Vec<String>> = codes.rows.iter().filter(|row| row[m] == label).collect();
-        let parse = |i: usize| -> Option<Vec<usize>> {
-            rows.iter().map(|row| row[i].parse().ok()).collect()
+/// Add the shuffled-code NMI null beside every code NMI of `metrics`
+/// (`{prior,post}_nmi_null_mean`, `{prior,post}_nmi_null_p95`), from each method's per-pair
+/// codes in `codes` (the rows of `codes.csv`). Methods without codes get blanks.
+pub fn add_nmi_nulls(metrics: &mut [MetricsRow], codes: &[CodeRow], seed: u64) {
+    for row in metrics.iter_mut() {
+        let rows: Vec<&CodeRow> = codes
+            .iter()
+            .filter(|c| c.method == row.run.method)
+            .collect();
+        let truth: Vec<usize> = rows.iter().map(|c| c.ty).collect();
+        let null = |codes: Vec<usize>| {
+            (!truth.is_empty()).then(|| nmi_null(&codes, &truth, NULL_PERMUTATIONS, seed))
         };
-        for (prefix, ci) in [("prior", pc), ("post", qc)] {
-            let null = match (parse(t), parse(ci)) {
-                (Some(truth), Some(c)) if !truth.is_empty() => {
-                    Some(nmi_null(&c, &truth, NULL_PERMUTATIONS, seed))
-                }
-                _ => None,
-            };
-            set_cell(
-                metrics,
-                r,
-                &format!("{prefix}_nmi_null_mean"),
-                fmt_f64(null.map(|n| n.mean)),
-            );
-            set_cell(
-                metrics,
-                r,
-                &format!("{prefix}_nmi_null_p95"),
-                fmt_f64(null.map(|n| n.p95)),
-            );
-        }
+        let prior = null(rows.iter().map(|c| c.prior_code).collect());
+        let post = null(rows.iter().map(|c| c.posterior_code).collect());
+        row.nmi_null = Some(NmiNull {
+            prior_nmi_null_mean: prior.map(|n| n.mean),
+            prior_nmi_null_p95: prior.map(|n| n.p95),
+            post_nmi_null_mean: post.map(|n| n.mean),
+            post_nmi_null_p95: post.map(|n| n.p95),
+        });
     }
 }
 
@@ -538,37 +505,46 @@ impl RealReference {
     /// `baselines.csv`: one row per baseline, overall and per group, with the worst group (of
     /// groups with enough pairs) and the small groups pooled; `n/a` where it does not apply,
     /// blank where there are no pairs.
-    pub fn baselines_table(&self) -> Table {
-        let mut t = Table::default();
+    pub fn baselines_rows(&self) -> Vec<BaselineRow> {
         let cell = |s: Score| match s {
-            Score::Value(v) => fmt_f64(Some(v)),
-            Score::NoPairs | Score::AllSmall => String::new(),
-            Score::NotApplicable => "n/a".to_string(),
+            Score::Value(v) => BaselineCell::Value(v),
+            Score::NoPairs | Score::AllSmall => BaselineCell::Blank,
+            Score::NotApplicable => BaselineCell::NotApplicable,
         };
-        for b in &self.baselines {
-            let mut row = vec![
-                ("baseline".to_string(), b.name.to_string()),
-                ("rule".to_string(), b.rule.clone()),
-                ("acc_obs".to_string(), cell(b.overall)),
-            ];
-            for (g, name) in self.group_names.iter().enumerate() {
-                row.push((format!("acc_obs_{name}"), cell(b.per_group[g])));
-            }
-            let (worst, pooled) = if b.overall == Score::NotApplicable {
-                (Score::NotApplicable, Score::NotApplicable)
-            } else {
-                self.worst_and_pooled(&b.per_group.iter().map(|s| s.value()).collect::<Vec<_>>())
-            };
-            row.push(("acc_obs_worst_group".to_string(), cell(worst)));
-            row.push(("acc_obs_small_groups_pooled".to_string(), cell(pooled)));
-            t.push(row);
-        }
-        t
+        self.baselines
+            .iter()
+            .map(|b| {
+                let (worst, pooled) = if b.overall == Score::NotApplicable {
+                    (Score::NotApplicable, Score::NotApplicable)
+                } else {
+                    self.worst_and_pooled(
+                        &b.per_group.iter().map(|s| s.value()).collect::<Vec<_>>(),
+                    )
+                };
+                BaselineRow {
+                    head: BaselineHead {
+                        baseline: b.name.to_string(),
+                        rule: b.rule.clone(),
+                        acc_obs: cell(b.overall),
+                    },
+                    groups: self
+                        .group_names
+                        .iter()
+                        .zip(&b.per_group)
+                        .map(|(name, s)| (name.clone(), cell(*s)))
+                        .collect(),
+                    tail: BaselineTail {
+                        acc_obs_worst_group: cell(worst),
+                        acc_obs_small_groups_pooled: cell(pooled),
+                    },
+                }
+            })
+            .collect()
     }
 
     /// The Markdown of the real-data reference points (groups, baselines, the NMI null and the
     /// per-group table) for `summary.md`; `metrics` is the run's metrics table.
-    pub fn summary_markdown(&self, metrics: &Table) -> String {
+    pub fn summary_markdown(&self, metrics: &[MetricsRow]) -> String {
         let mut s = String::new();
         s.push_str("## Groups (pairs per side)\n\n| group | train | held-out |\n|---|---|---|\n");
         for (g, name) in self.group_names.iter().enumerate() {
@@ -614,26 +590,28 @@ impl RealReference {
                 self.tail(worst, pooled)
             ));
         }
-        if !metrics.rows.is_empty() {
+        if !metrics.is_empty() {
             s.push_str(
                 "\n## Code NMI against the shuffled-code null\n\n\
                  | method | prior NMI | null mean | null 95th pct | posterior NMI | null mean | null 95th pct |\n\
                  |---|---|---|---|---|---|---|\n",
             );
-            let num = |r: usize, c: &str| match metrics.number(r, c) {
+            let num = |v: Option<f64>| match finite(v) {
                 Some(v) => format!("{v:.3}"),
                 None => "n/a".to_string(),
             };
-            for r in 0..metrics.rows.len() {
+            for r in metrics {
+                let scores = r.scores.clone().unwrap_or_default();
+                let null = r.nmi_null.clone().unwrap_or_default();
                 s.push_str(&format!(
                     "| {} | {} | {} | {} | {} | {} | {} |\n",
-                    metrics.get(r, "method").unwrap_or(""),
-                    num(r, "prior_nmi"),
-                    num(r, "prior_nmi_null_mean"),
-                    num(r, "prior_nmi_null_p95"),
-                    num(r, "post_nmi"),
-                    num(r, "post_nmi_null_mean"),
-                    num(r, "post_nmi_null_p95"),
+                    r.run.method,
+                    num(scores.prior.nmi),
+                    num(null.prior_nmi_null_mean),
+                    num(null.prior_nmi_null_p95),
+                    num(scores.post.nmi),
+                    num(null.post_nmi_null_mean),
+                    num(null.post_nmi_null_p95),
                 ));
             }
             s.push_str(&format!(
@@ -648,7 +626,7 @@ impl RealReference {
 
     /// Per-group accuracy of the methods and the baselines, with the held-out count of each
     /// group in its header.
-    fn per_group_markdown(&self, metrics: &Table) -> String {
+    fn per_group_markdown(&self, metrics: &[MetricsRow]) -> String {
         let mut s = String::from(
             "\n## Per-group accuracy vs observed labels (prior code; held-out pairs per group in the header)\n\n| method |",
         );
@@ -668,14 +646,14 @@ impl RealReference {
         s.push_str(&"---|".repeat(self.group_names.len() + 1 + usize::from(self.any_small())));
         s.push('\n');
         let groups = self.group_names.len();
-        for r in 0..metrics.rows.len() {
+        for r in metrics {
             let per: Vec<Option<f64>> = self
                 .group_names
                 .iter()
-                .map(|g| metrics.number(r, &format!("acc_obs_{g}")))
+                .map(|g| finite(r.group_accuracy(g).and_then(|a| a.acc_obs)))
                 .collect();
-            let status = metrics.get(r, "status").unwrap_or("");
-            s.push_str(&format!("| {} |", metrics.get(r, "method").unwrap_or("")));
+            let status = r.run.status.as_str();
+            s.push_str(&format!("| {} |", r.run.method));
             for (g, v) in per.iter().enumerate() {
                 let shown = match v {
                     Some(v) => format!("{v:.3}"),
@@ -721,6 +699,7 @@ impl RealReference {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::results::metrics_row::{Accuracy, AccuracyPair, MethodScores, RunColumns};
 
     /// Oracle, by hand. Pair 0 (group 0): sums -10 vs -12 -> chosen (1); per token -10/2 = -5
     /// vs -12/4 = -3 -> rejected (0). Pair 1 (group 0): -6 vs -6 -> tie (0.5); per token -6/3
@@ -886,14 +865,29 @@ mod tests {
             baselines: accuracy_baselines(&train, &eval, &names),
             min_group_pairs: 20,
         };
-        let mut metrics = Table::default();
-        metrics.push(vec![
-            ("method".into(), "dpo".into()),
-            ("status".into(), "ok".into()),
-            ("acc_obs_a".into(), "0.6".into()),
-            ("acc_obs_b".into(), "0".into()),
-            ("acc_obs_c".into(), "".into()),
-        ]);
+        let acc = |v: Option<f64>| AccuracyPair {
+            acc_obs: v,
+            acc_noiseless: None,
+        };
+        let metrics = vec![MetricsRow {
+            run: RunColumns {
+                method: "dpo".into(),
+                kind: "dpo".into(),
+                status: "ok".into(),
+            },
+            scores: Some(MethodScores {
+                accuracy: Accuracy {
+                    groups: vec![
+                        ("a".into(), acc(Some(0.6))),
+                        ("b".into(), acc(Some(0.0))),
+                        ("c".into(), acc(None)),
+                    ],
+                    ..Accuracy::default()
+                },
+                ..MethodScores::default()
+            }),
+            ..MetricsRow::default()
+        }];
         let md = r.summary_markdown(&metrics);
         // dpo: a 0.6, b 0 (flagged, pooled alone), c has no pairs; the worst group is a alone.
         assert!(
@@ -918,7 +912,7 @@ mod tests {
             baselines: accuracy_baselines(&train[..1], &eval[..25], &names[..1]),
             min_group_pairs: 20,
         };
-        let md = big.summary_markdown(&Table::default());
+        let md = big.summary_markdown(&[]);
         assert!(!md.contains("pooled"), "{md}");
         assert!(
             md.contains("| chance | 0.500 | a coin flip | 0.500 |"),
@@ -928,22 +922,31 @@ mod tests {
 
     #[test]
     fn nmi_null_columns_sit_beside_each_method() {
-        let mut metrics = Table::default();
-        metrics.push(vec![("method".into(), "dpo".into())]);
-        metrics.push(vec![("method".into(), "lpc".into())]);
-        let mut codes = Table::default();
-        for (t, c) in [(0, 1), (0, 1), (1, 0), (1, 0)] {
-            codes.push(vec![
-                ("method".into(), "lpc".into()),
-                ("type".into(), t.to_string()),
-                ("prior_code".into(), "0".into()),
-                ("posterior_code".into(), c.to_string()),
-            ]);
-        }
+        let row = |m: &str| MetricsRow {
+            run: RunColumns {
+                method: m.into(),
+                ..RunColumns::default()
+            },
+            ..MetricsRow::default()
+        };
+        let mut metrics = vec![row("dpo"), row("lpc")];
+        let codes: Vec<CodeRow> = [(0, 1), (0, 1), (1, 0), (1, 0)]
+            .into_iter()
+            .map(|(t, c)| CodeRow {
+                method: "lpc".into(),
+                ty: t,
+                prior_code: 0,
+                posterior_code: c,
+                ..CodeRow::default()
+            })
+            .collect();
         add_nmi_nulls(&mut metrics, &codes, 0);
-        assert_eq!(metrics.get(0, "post_nmi_null_mean"), Some(""));
-        assert_eq!(metrics.number(1, "prior_nmi_null_p95"), Some(0.0));
-        // Codes that split the two groups exactly: some permutation reproduces them (NMI 1).
-        assert!((metrics.number(1, "post_nmi_null_p95").unwrap() - 1.0).abs() < 1e-9);
+        // Oracle: dpo has no codes (blank); lpc's prior codes are constant, so every shuffle
+        // has NMI 0; its posterior codes split the two groups exactly, and some permutation
+        // reproduces them (NMI 1).
+        let null = |i: usize| metrics[i].nmi_null.clone().unwrap();
+        assert_eq!(null(0).post_nmi_null_mean, None);
+        assert_eq!(null(1).prior_nmi_null_p95, Some(0.0));
+        assert!((null(1).post_nmi_null_p95.unwrap() - 1.0).abs() < 1e-9);
     }
 }

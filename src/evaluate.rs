@@ -1,15 +1,16 @@
 //! Scores for one trained method on the held-out pairs (METHOD.md §3), computed on the host from
 //! per-pair numbers the model produced: implicit-reward margins, code probabilities and KLs.
 //!
-//! This module turns predictions into named scores; it does not run models (see `train`) and does
+//! This module turns predictions into typed scores (the segments of
+//! `results::metrics_row`); it does not run models (see `train`) and does
 //! not write files (see `results`). A score that does not apply (codes for a baseline, true
 //! rewards for real data) is `None` and is written as a blank, never as 0.
 
 use crate::data::PreferencePair;
 use crate::metrics;
-
-/// An ordered list of named scores; `None` means "does not apply" (a blank cell).
-pub type Scores = Vec<(String, Option<f64>)>;
+use crate::results::metrics_row::{
+    Accuracy, AccuracyPair, Information, KlColumns, MethodScores, Recovery, Unseen, WorstGroup,
+};
 
 /// What a trained method predicts for each held-out pair.
 #[derive(Debug, Clone, Default)]
@@ -61,78 +62,70 @@ fn mean_where(
 
 /// Preference accuracy of `margins`: against observed labels (the chosen side always won the
 /// observed comparison, target 1) and, where the world knows it, against the noiseless type
-/// preference; overall and per group. Columns are prefixed with `prefix`.
+/// preference; overall, per group (named by `group_names`) and of the worst group.
 pub fn accuracy_scores(
-    prefix: &str,
     pairs: &[PreferencePair],
     margins: &[f64],
     group_names: &[String],
-) -> Scores {
+) -> Accuracy {
     let observed = |_: &PreferencePair| Some(1.0);
     let noiseless = |p: &PreferencePair| p.truth.map(|t| t.noiseless_chosen_wins());
-    let mut out = vec![
-        (
-            format!("{prefix}acc_obs"),
-            mean_where(pairs, margins, |_| true, observed),
-        ),
-        (
-            format!("{prefix}acc_noiseless"),
-            mean_where(pairs, margins, |_| true, noiseless),
-        ),
-    ];
-    for (g, name) in group_names.iter().enumerate() {
-        out.push((
-            format!("{prefix}acc_obs_{name}"),
-            mean_where(pairs, margins, |p| p.group == g, observed),
-        ));
-    }
-    for (g, name) in group_names.iter().enumerate() {
-        out.push((
-            format!("{prefix}acc_noiseless_{name}"),
-            mean_where(pairs, margins, |p| p.group == g, noiseless),
-        ));
-    }
-    let worst = group_names
+    let overall = AccuracyPair {
+        acc_obs: mean_where(pairs, margins, |_| true, observed),
+        acc_noiseless: mean_where(pairs, margins, |_| true, noiseless),
+    };
+    let groups: Vec<(String, AccuracyPair)> = group_names
         .iter()
         .enumerate()
-        .filter_map(|(g, _)| mean_where(pairs, margins, |p| p.group == g, observed))
+        .map(|(g, name)| {
+            let pair = AccuracyPair {
+                acc_obs: mean_where(pairs, margins, |p| p.group == g, observed),
+                acc_noiseless: mean_where(pairs, margins, |p| p.group == g, noiseless),
+            };
+            (name.clone(), pair)
+        })
+        .collect();
+    let worst = groups
+        .iter()
+        .filter_map(|(_, a)| a.acc_obs)
         .fold(None, |acc: Option<f64>, v| {
             Some(acc.map_or(v, |a| a.min(v)))
         });
-    out.push((format!("{prefix}acc_obs_worst_group"), worst));
-    out
+    Accuracy {
+        overall,
+        groups,
+        worst: WorstGroup {
+            acc_obs_worst_group: worst,
+        },
+    }
+}
+
+/// Accuracy with every score blank and the groups named (a method that cannot steer).
+fn blank_accuracy(group_names: &[String]) -> Accuracy {
+    Accuracy {
+        groups: group_names
+            .iter()
+            .map(|n| (n.clone(), AccuracyPair::default()))
+            .collect(),
+        ..Accuracy::default()
+    }
 }
 
 /// Latent-recovery scores of argmax codes against the true groups: NMI, ARI, purity,
 /// Hungarian one-to-one accuracy, code-usage perplexity and active codes (>= 1 % of pairs).
-pub fn recovery_scores(prefix: &str, codes: Option<&[usize]>, truth: &[usize]) -> Scores {
-    let names = [
-        "nmi",
-        "ari",
-        "purity",
-        "matched_acc",
-        "perplexity",
-        "active_codes",
-    ];
+/// Blank without codes.
+pub fn recovery_scores(codes: Option<&[usize]>, truth: &[usize]) -> Recovery {
     let Some(codes) = codes else {
-        return names
-            .iter()
-            .map(|n| (format!("{prefix}{n}"), None))
-            .collect();
+        return Recovery::default();
     };
-    let values = [
-        metrics::nmi(codes, truth),
-        metrics::ari(codes, truth),
-        metrics::purity(codes, truth),
-        metrics::matched_accuracy(codes, truth),
-        metrics::code_perplexity(codes),
-        metrics::active_codes(codes, metrics::ACTIVE_CODE_FRACTION) as f64,
-    ];
-    names
-        .iter()
-        .zip(values)
-        .map(|(n, v)| (format!("{prefix}{n}"), Some(v)))
-        .collect()
+    Recovery {
+        nmi: Some(metrics::nmi(codes, truth)),
+        ari: Some(metrics::ari(codes, truth)),
+        purity: Some(metrics::purity(codes, truth)),
+        matched_acc: Some(metrics::matched_accuracy(codes, truth)),
+        perplexity: Some(metrics::code_perplexity(codes)),
+        active_codes: Some(metrics::active_codes(codes, metrics::ACTIVE_CODE_FRACTION) as f64),
+    }
 }
 
 /// What the code distributions themselves say, in nats: `code_info` = I(pair; z), the
@@ -140,35 +133,26 @@ pub fn recovery_scores(prefix: &str, codes: Option<&[usize]>, truth: &[usize]) -
 /// about the true type ([`metrics::code_information`], [`metrics::type_code_information`]).
 /// Beside the argmax scores, these tell a nearly flat head (whose argmax NMI can still be high)
 /// from one that commits to its codes. Blank for methods without the head.
-pub fn information_scores(prefix: &str, probs: Option<&[Vec<f64>]>, truth: &[usize]) -> Scores {
-    vec![
-        (
-            format!("{prefix}code_info"),
-            probs.map(metrics::code_information),
-        ),
-        (
-            format!("{prefix}type_info"),
-            probs.map(|p| metrics::type_code_information(p, truth)),
-        ),
-    ]
+pub fn information_scores(probs: Option<&[Vec<f64>]>, truth: &[usize]) -> Information {
+    Information {
+        code_info: probs.map(metrics::code_information),
+        type_info: probs.map(|p| metrics::type_code_information(p, truth)),
+    }
 }
 
-/// Every held-out score of one method, in a stable column order.
+/// Every held-out score of one method that its predictions give (the loss, unseen-annotator
+/// scores and policy quality are the caller's: left blank here).
 pub fn score_method(
     pairs: &[PreferencePair],
     preds: &PairPredictions,
     group_names: &[String],
-) -> Scores {
+) -> MethodScores {
     let truth: Vec<usize> = pairs.iter().map(|p| p.group).collect();
-    let mut out = accuracy_scores("", pairs, &preds.margin, group_names);
-    match &preds.steered_margin {
-        Some(m) => out.extend(accuracy_scores("steered_", pairs, m, group_names)),
-        None => out.extend(
-            accuracy_scores("steered_", pairs, &preds.margin, group_names)
-                .into_iter()
-                .map(|(n, _)| (n, None)),
-        ),
-    }
+    let accuracy = accuracy_scores(pairs, &preds.margin, group_names);
+    let steered = match &preds.steered_margin {
+        Some(m) => accuracy_scores(pairs, m, group_names),
+        None => blank_accuracy(group_names),
+    };
     let post: Option<Vec<usize>> = preds
         .posterior
         .as_ref()
@@ -177,22 +161,21 @@ pub fn score_method(
         .prior
         .as_ref()
         .map(|rows| rows.iter().map(|r| argmax(r)).collect());
-    out.extend(recovery_scores("post_", post.as_deref(), &truth));
-    out.extend(recovery_scores("prior_", prior.as_deref(), &truth));
-    out.extend(information_scores(
-        "post_",
-        preds.posterior.as_deref(),
-        &truth,
-    ));
-    out.extend(information_scores("prior_", preds.prior.as_deref(), &truth));
-    out.push((
-        "mean_kl".to_string(),
-        preds
-            .kl
-            .as_ref()
-            .map(|v| v.iter().sum::<f64>() / v.len().max(1) as f64),
-    ));
-    out
+    MethodScores {
+        accuracy,
+        steered,
+        post: recovery_scores(post.as_deref(), &truth),
+        prior: recovery_scores(prior.as_deref(), &truth),
+        post_info: information_scores(preds.posterior.as_deref(), &truth),
+        prior_info: information_scores(preds.prior.as_deref(), &truth),
+        kl: KlColumns {
+            mean_kl: preds
+                .kl
+                .as_ref()
+                .map(|v| v.iter().sum::<f64>() / v.len().max(1) as f64),
+        },
+        ..MethodScores::default()
+    }
 }
 
 /// Scores on the held-out pairs at `unseen` (indices of pairs whose annotator has no training
@@ -203,7 +186,7 @@ pub fn unseen_scores(
     pairs: &[PreferencePair],
     preds: &PairPredictions,
     unseen: &[usize],
-) -> Scores {
+) -> Unseen {
     let sub: Vec<PreferencePair> = unseen.iter().map(|&i| pairs[i].clone()).collect();
     let pick = |v: &[f64]| -> Vec<f64> { unseen.iter().map(|&i| v[i]).collect() };
     let noiseless = |p: &PreferencePair| p.truth.map(|t| t.noiseless_chosen_wins());
@@ -214,22 +197,13 @@ pub fn unseen_scores(
         .filter(|_| !unseen.is_empty())
         .map(|rows| unseen.iter().map(|&i| argmax(&rows[i])).collect());
     let truth: Vec<usize> = sub.iter().map(|p| p.group).collect();
-    vec![
-        ("n_unseen".to_string(), Some(unseen.len() as f64)),
-        ("acc_noiseless_unseen".to_string(), acc(&preds.margin)),
-        (
-            "steered_acc_noiseless_unseen".to_string(),
-            preds.steered_margin.as_deref().and_then(acc),
-        ),
-        (
-            "post_nmi_unseen".to_string(),
-            post.as_ref().map(|c| metrics::nmi(c, &truth)),
-        ),
-        (
-            "post_matched_acc_unseen".to_string(),
-            post.as_ref().map(|c| metrics::matched_accuracy(c, &truth)),
-        ),
-    ]
+    Unseen {
+        n_unseen: Some(unseen.len() as f64),
+        acc_noiseless_unseen: acc(&preds.margin),
+        steered_acc_noiseless_unseen: preds.steered_margin.as_deref().and_then(acc),
+        post_nmi_unseen: post.as_ref().map(|c| metrics::nmi(c, &truth)),
+        post_matched_acc_unseen: post.as_ref().map(|c| metrics::matched_accuracy(c, &truth)),
+    }
 }
 
 #[cfg(test)]
@@ -260,14 +234,14 @@ mod tests {
         let pairs = vec![pair(0, 1.0, 0.0), pair(0, 0.0, 1.0), pair(1, 1.0, 0.0)];
         let names = vec!["a".to_string(), "b".to_string()];
         // Margins +, +, 0: observed accuracy = (1 + 1 + 0.5)/3; noiseless = (1 + 0 + 0.5)/3.
-        let s = accuracy_scores("", &pairs, &[1.0, 2.0, 0.0], &names);
-        let get = |n: &str| s.iter().find(|(k, _)| k == n).unwrap().1.unwrap();
-        assert!((get("acc_obs") - 2.5 / 3.0).abs() < 1e-12);
-        assert!((get("acc_noiseless") - 1.5 / 3.0).abs() < 1e-12);
-        assert_eq!(get("acc_obs_a"), 1.0);
-        assert_eq!(get("acc_noiseless_a"), 0.5);
-        assert_eq!(get("acc_obs_b"), 0.5);
-        assert_eq!(get("acc_obs_worst_group"), 0.5);
+        let s = accuracy_scores(&pairs, &[1.0, 2.0, 0.0], &names);
+        assert!((s.overall.acc_obs.unwrap() - 2.5 / 3.0).abs() < 1e-12);
+        assert!((s.overall.acc_noiseless.unwrap() - 1.5 / 3.0).abs() < 1e-12);
+        assert_eq!(s.groups[0].0, "a");
+        assert_eq!(s.groups[0].1.acc_obs, Some(1.0));
+        assert_eq!(s.groups[0].1.acc_noiseless, Some(0.5));
+        assert_eq!(s.groups[1].1.acc_obs, Some(0.5));
+        assert_eq!(s.worst.acc_obs_worst_group, Some(0.5));
     }
 
     #[test]
@@ -276,13 +250,14 @@ mod tests {
         // Equal true rewards give the noiseless target 1/2; a zero margin predicts 1/2; the
         // credit is 1/4 + 1/4 = 1/2 (not 1: two coin flips agree half the time).
         let names = vec!["a".to_string()];
-        let tie = accuracy_scores("", &[pair(0, 1.0, 1.0)], &[0.0], &names);
-        let get = |s: &Scores, n: &str| s.iter().find(|(k, _)| k == n).unwrap().1.unwrap();
-        assert_eq!(get(&tie, "acc_noiseless"), 0.5);
-        assert_eq!(get(&tie, "acc_obs"), 0.5);
+        let tie = accuracy_scores(&[pair(0, 1.0, 1.0)], &[0.0], &names);
+        assert_eq!(tie.overall.acc_noiseless, Some(0.5));
+        assert_eq!(tie.overall.acc_obs, Some(0.5));
         // A NaN margin (a diverged model) is not scored as a tie: the accuracy is NaN.
-        let nan = accuracy_scores("", &[pair(0, 1.0, 0.0)], &[f64::NAN], &names);
-        assert!(get(&nan, "acc_obs").is_nan() && get(&nan, "acc_noiseless").is_nan());
+        let nan = accuracy_scores(&[pair(0, 1.0, 0.0)], &[f64::NAN], &names);
+        assert!(
+            nan.overall.acc_obs.unwrap().is_nan() && nan.overall.acc_noiseless.unwrap().is_nan()
+        );
     }
 
     #[test]
@@ -292,11 +267,12 @@ mod tests {
             margin: vec![1.0],
             ..Default::default()
         };
+        // Oracle: without a posterior or prior every code score is blank (None).
         let s = score_method(&pairs, &preds, &["t0".to_string()]);
-        for (name, v) in &s {
-            if name.starts_with("post_") || name.starts_with("prior_") || name == "mean_kl" {
-                assert!(v.is_none(), "{name} should be blank");
-            }
-        }
+        assert_eq!(s.post, Recovery::default());
+        assert_eq!(s.prior, Recovery::default());
+        assert_eq!(s.post_info, Information::default());
+        assert_eq!(s.prior_info, Information::default());
+        assert_eq!(s.kl.mean_kl, None);
     }
 }

@@ -24,6 +24,7 @@ pub mod gguf;
 pub mod metrics;
 pub mod model;
 pub mod objective;
+pub mod pca;
 pub mod plan;
 pub mod plots;
 pub mod progress;

@@ -6,8 +6,12 @@
 //! a torn one), CSV/JSON encoding, and the checks on an output folder before a run writes to it.
 //! Every error names the path (and, for CSV input, the line).
 //!
-//! Does not own: computing metrics, or what the rows contain (each command defines its flat row
-//! structs). It never deletes a file or a folder.
+//! The typed rows of the result files live in [`rows`] (`curves.csv`, `codes.csv`,
+//! `steering.csv`, `timing.csv`, `baselines.csv`) and [`metrics_row`] (`metrics.csv`). Does not
+//! own: computing metrics. It never deletes a file or a folder.
+
+pub mod metrics_row;
+pub mod rows;
 
 use std::fs;
 use std::io::{self, Write};
@@ -222,14 +226,6 @@ pub struct Table {
 }
 
 impl Table {
-    /// An empty table with these columns (written as a header-only CSV when no row comes).
-    pub fn with_columns(columns: &[&str]) -> Table {
-        Table {
-            columns: columns.iter().map(|c| c.to_string()).collect(),
-            rows: Vec::new(),
-        }
-    }
-
     /// Append a row of `(column, value)`; unseen columns are added at the end, and earlier rows
     /// get blanks there.
     pub fn push(&mut self, row: Vec<(String, String)>) {
@@ -251,22 +247,10 @@ impl Table {
         self.rows.push(out);
     }
 
-    /// Append a row of text labels followed by numeric scores (`None` → blank).
-    pub fn push_scores(&mut self, labels: Vec<(String, String)>, scores: &[(String, Option<f64>)]) {
-        let mut row = labels;
-        row.extend(scores.iter().map(|(k, v)| (k.clone(), fmt_f64(*v))));
-        self.push(row);
-    }
-
     /// The cell of `row` in `column`, if both exist.
     pub fn get(&self, row: usize, column: &str) -> Option<&str> {
         let c = self.columns.iter().position(|x| x == column)?;
         self.rows.get(row).map(|r| r[c].as_str())
-    }
-
-    /// The numeric cell of `row` in `column` (blank or missing → `None`).
-    pub fn number(&self, row: usize, column: &str) -> Option<f64> {
-        self.get(row, column).and_then(|s| s.parse().ok())
     }
 
     /// CSV text: a header and one line per row.

@@ -1591,8 +1591,9 @@ impl Scenario {
     }
 
     /// The resolved scenario as TOML: every default filled in, so a result folder documents
-    /// exactly what ran. Loading this text gives back an equal scenario.
-    pub fn to_toml(&self) -> String {
+    /// exactly what ran. Loading this text gives back an equal scenario. An encoding failure is
+    /// a [`ScenarioError::Parse`] naming the scenario.
+    pub fn to_toml(&self) -> Result<String, ScenarioError> {
         let mut resolved = self.clone();
         if resolved.world.is_none() && !self.is_real_data() {
             resolved.world = Some(WorldSpec::default());
@@ -1630,7 +1631,10 @@ impl Scenario {
         for m in &mut resolved.methods {
             m.label = Some(m.label());
         }
-        toml::to_string_pretty(&resolved).unwrap_or_default()
+        toml::to_string_pretty(&resolved).map_err(|e| ScenarioError::Parse {
+            path: PathBuf::from(&self.name),
+            message: format!("cannot write the resolved scenario as TOML: {e}"),
+        })
     }
 
     /// True when the scenario reads real preference files instead of a synthetic world.
@@ -2320,8 +2324,8 @@ mod tests {
             "rt",
         )
         .unwrap();
-        let again = Scenario::from_toml_str(&s.to_toml(), "other").unwrap();
-        assert_eq!(again.to_toml(), s.to_toml());
+        let again = Scenario::from_toml_str(&s.to_toml().unwrap(), "other").unwrap();
+        assert_eq!(again.to_toml().unwrap(), s.to_toml().unwrap());
         assert_eq!(again.name, "rt");
     }
 

@@ -57,7 +57,7 @@ fn gpu_smoke_is_the_cpu_smoke_on_cuda() {
     gpu.name = cpu.name.clone();
     gpu.description = cpu.description.clone();
     gpu.train.device = cpu.train.device.clone();
-    assert_eq!(gpu.to_toml(), cpu.to_toml());
+    assert_eq!(gpu.to_toml().unwrap(), cpu.to_toml().unwrap());
 
     let mut bf16 = load("gpu/smoke-bf16.toml");
     assert_eq!(bf16.train.precision, Precision::Bf16);
@@ -65,5 +65,5 @@ fn gpu_smoke_is_the_cpu_smoke_on_cuda() {
     bf16.description = cpu.description.clone();
     bf16.train.device = cpu.train.device.clone();
     bf16.train.precision = Precision::F32;
-    assert_eq!(bf16.to_toml(), cpu.to_toml());
+    assert_eq!(bf16.to_toml().unwrap(), cpu.to_toml().unwrap());
 }

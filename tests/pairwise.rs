@@ -567,12 +567,12 @@ fn pairwise_rules_name_their_field() {
 fn pairwise_scenario_resolves_and_round_trips() {
     for name in ["judge-labels.toml", "annotator-votes.toml"] {
         let s = example(name);
-        let text = s.to_toml();
+        let text = s.to_toml().unwrap();
         let again = Scenario::from_toml_str(&text, "x").unwrap();
-        assert_eq!(again.to_toml(), text, "{name}");
+        assert_eq!(again.to_toml().unwrap(), text, "{name}");
         assert!(text.contains("max_drop_fraction = 0.2"), "{text}");
     }
-    let text = example("annotator-votes.toml").to_toml();
+    let text = example("annotator-votes.toml").to_toml().unwrap();
     assert!(text.contains("annotator_as = \"group\""), "{text}");
 }
 

@@ -589,10 +589,10 @@ fn real_scenario_resolves_and_round_trips() {
     .unwrap();
     assert!(s.is_real_data());
     assert!(s.world.is_none());
-    let text = s.to_toml();
+    let text = s.to_toml().unwrap();
     assert!(!text.contains("[world]"), "{text}");
     let again = Scenario::from_toml_str(&text, "other").unwrap();
-    assert_eq!(again.to_toml(), text);
+    assert_eq!(again.to_toml().unwrap(), text);
     let d = &again.data;
     assert_eq!(
         (
@@ -606,7 +606,7 @@ fn real_scenario_resolves_and_round_trips() {
     assert_eq!(d.files[1].aspects.as_ref().unwrap().len(), 4);
     assert_eq!(d.files[2].prompt_field.as_deref(), Some("prompt"));
     // A synthetic scenario writes none of the real-data fields.
-    let synthetic = Scenario::from_toml_str("", "s").unwrap().to_toml();
+    let synthetic = Scenario::from_toml_str("", "s").unwrap().to_toml().unwrap();
     assert!(!synthetic.contains("eval_fraction"), "{synthetic}");
     assert!(!Scenario::from_toml_str("", "s").unwrap().is_real_data());
 }

@@ -12,7 +12,8 @@ use crate::experiment::{
 };
 use crate::model::CpuBackend;
 use crate::model::backbone::Policy;
-use crate::results::{self, Table};
+use crate::results;
+use crate::results::metrics_row::{MetricsRow, RunColumns, write_metrics};
 use crate::scenario::Scenario;
 use crate::train::{MethodModel, ReferenceCache};
 use burn::module::Module;
@@ -44,9 +45,9 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let reference: Policy<CpuBackend> = load(skeleton, &ckpt.join("reference"), &device)?;
     let train_refs = ReferenceCache::compute(&reference, &data.train, data.separator());
     let eval_refs = ReferenceCache::compute(&reference, &data.eval, data.separator());
-    let world_cols = world_scores(run.world.as_ref(), &data.eval);
-    let mut metrics = Table::default();
-    let mut codes = Table::default();
+    let (ceilings, world_stats) = world_scores(run.world.as_ref(), &data.eval);
+    let mut metrics = Vec::new();
+    let mut codes = Vec::new();
     for method in scenario.resolved_methods() {
         let path = ckpt.join(&method.label);
         if !path.with_extension("mpk").exists() {
@@ -69,31 +70,31 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             scenario.data.seed,
             &device,
         );
-        for r in scored.code_rows {
-            codes.push(r);
-        }
-        let mut scores = scored.scores;
-        scores.extend(crate::experiment::method_bound(
-            run.world.as_ref(),
-            data,
-            &method,
-            scenario.data.seed,
-        ));
-        scores.extend(world_cols.iter().cloned());
-        metrics.push_scores(
-            vec![
-                ("method".into(), method.label.clone()),
-                ("kind".into(), method.name.canonical()),
-                ("status".into(), "rescored".into()),
-            ],
-            &scores,
-        );
+        codes.extend(scored.code_rows);
+        metrics.push(MetricsRow {
+            run: RunColumns {
+                method: method.label.clone(),
+                kind: method.name.canonical(),
+                status: "rescored".into(),
+            },
+            training: None,
+            scores: Some(scored.scores),
+            bound: Some(crate::experiment::method_bound(
+                run.world.as_ref(),
+                data,
+                &method,
+                scenario.data.seed,
+            )),
+            ceilings: Some(ceilings.clone()),
+            world: world_stats.clone(),
+            nmi_null: None,
+        });
     }
     let reference = run.load.as_ref().map(|load| {
         crate::baselines::add_nmi_nulls(&mut metrics, &codes, scenario.data.seed);
         crate::baselines::RealReference::new(&run.data, load)
     });
-    metrics.write(&out.join("metrics.csv"))?;
+    write_metrics(&out.join("metrics.csv"), &metrics)?;
     let summary = crate::report::run_summary_with(&scenario, &metrics, reference.as_ref());
     results::write_atomic(&out.join("summary.md"), summary.as_bytes())?;
     if !args.quiet {

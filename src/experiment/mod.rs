@@ -13,13 +13,18 @@ pub mod sweep;
 pub mod validate;
 
 use crate::data::{PreferenceData, PreferencePair};
-use crate::evaluate::{self, PairPredictions, Scores, argmax};
+use crate::evaluate::{self, PairPredictions, argmax};
 use crate::model::backbone::{Policy, PolicyConfig, hidden_at_separator};
 use crate::model::latent::{one_hot_weights, prior_code_weights};
 use crate::model::pretrained::{PretrainedPolicy, Trainable};
 use crate::model::reference::{kl_ref_to_policy, warmup};
 use crate::model::sampling::sample_responses;
-use crate::results::{self, Table};
+use crate::results;
+use crate::results::metrics_row::{
+    Ceilings, MethodBound, MethodScores, MetricsRow, PolicyColumns, RunColumns, TrainingColumns,
+    WorldStats, write_metrics,
+};
+use crate::results::rows::{CodeRow, CurveRow, SteeringRow, TimingRow, WhenEmpty, write_rows};
 use crate::rng::{derive_seed, stream};
 use crate::scenario::{LatentKind, ObjectiveKind, ResolvedMethod, Scenario};
 use crate::synth::{self, World};
@@ -50,30 +55,6 @@ pub const RUN_FILES: [&str; 8] = [
     "steering.csv",
     "summary.md",
     "timing.csv",
-];
-
-/// Columns of `codes.csv` (written with this header even when no method has codes).
-pub const CODES_COLUMNS: [&str; 10] = [
-    "method",
-    "pair",
-    "type",
-    "source",
-    "annotator",
-    "prior_code",
-    "posterior_code",
-    "kl",
-    "prior_probs",
-    "posterior_probs",
-];
-
-/// Columns of `steering.csv` (written with this header even when no method steers).
-pub const STEERING_COLUMNS: [&str; 6] = [
-    "method",
-    "code",
-    "type",
-    "mean_reward",
-    "matched",
-    "steered_acc_noiseless",
 ];
 
 /// The files a real-data run writes besides [`RUN_FILES`]: the load table and the baselines.
@@ -250,65 +231,43 @@ pub fn load_data(scenario: &Scenario, opts: &RunOptions) -> Result<RunData> {
     }
 }
 
-/// Everything scored about the world itself (blank for real data).
-pub fn world_scores(world: Option<&World>, eval: &[PreferencePair]) -> Scores {
-    let names = [
-        "ceil_type_obs",
-        "ceil_prompt_obs",
-        "ceil_population_obs",
-        "ceil_type_noiseless",
-        "ceil_prompt_noiseless",
-        "ceil_population_noiseless",
-        "bound_nmi",
-        "bound_acc",
-    ];
+/// Everything scored about the world itself: the ceilings and bound (blank for real data) and,
+/// for a synthetic world, its statistics.
+pub fn world_scores(
+    world: Option<&World>,
+    eval: &[PreferencePair],
+) -> (Ceilings, Option<WorldStats>) {
     let Some(world) = world else {
-        return names.iter().map(|n| (n.to_string(), None)).collect();
+        return (Ceilings::default(), None);
     };
-    let stats = synth::world_stats(world, eval);
+    let s = synth::world_stats(world, eval);
     let bound = synth::bayes_argmax_types(world, eval);
     let truth: Vec<usize> = eval.iter().map(|p| p.group).collect();
     let acc =
         bound.iter().zip(&truth).filter(|(a, b)| a == b).count() as f64 / truth.len().max(1) as f64;
-    let s = &stats;
-    let mut out: Scores = vec![
-        (names[0].into(), Some(s.type_oracle_acc_observed)),
-        (names[1].into(), Some(s.prompt_oracle_acc_observed)),
-        (names[2].into(), Some(s.population_oracle_acc_observed)),
-        (names[3].into(), Some(s.type_oracle_acc_noiseless)),
-        (names[4].into(), Some(s.prompt_oracle_acc_noiseless)),
-        (names[5].into(), Some(s.population_oracle_acc_noiseless)),
-        (names[6].into(), Some(crate::metrics::nmi(&bound, &truth))),
-        (names[7].into(), Some(acc)),
-    ];
-    out.extend([
-        ("ceil_type_exp_obs".into(), Some(s.type_oracle_exp_observed)),
-        (
-            "ceil_prompt_exp_obs".into(),
-            Some(s.prompt_oracle_exp_observed),
-        ),
-        (
-            "ceil_population_exp_obs".into(),
-            Some(s.population_oracle_exp_observed),
-        ),
-        (
-            "ceil_type_exp_noiseless".into(),
-            Some(s.type_oracle_exp_noiseless),
-        ),
-        (
-            "ceil_prompt_exp_noiseless".into(),
-            Some(s.prompt_oracle_exp_noiseless),
-        ),
-        (
-            "ceil_population_exp_noiseless".into(),
-            Some(s.population_oracle_exp_noiseless),
-        ),
-        ("world_label_agreement".into(), Some(s.label_agreement)),
-        ("world_disagreement_rate".into(), s.disagreement_rate),
-        ("world_js_bits".into(), s.js_bits_mean),
-        ("world_cosine_mean".into(), s.cosine_mean),
-    ]);
-    out
+    let ceilings = Ceilings {
+        ceil_type_obs: Some(s.type_oracle_acc_observed),
+        ceil_prompt_obs: Some(s.prompt_oracle_acc_observed),
+        ceil_population_obs: Some(s.population_oracle_acc_observed),
+        ceil_type_noiseless: Some(s.type_oracle_acc_noiseless),
+        ceil_prompt_noiseless: Some(s.prompt_oracle_acc_noiseless),
+        ceil_population_noiseless: Some(s.population_oracle_acc_noiseless),
+        bound_nmi: Some(crate::metrics::nmi(&bound, &truth)),
+        bound_acc: Some(acc),
+    };
+    let stats = WorldStats {
+        ceil_type_exp_obs: Some(s.type_oracle_exp_observed),
+        ceil_prompt_exp_obs: Some(s.prompt_oracle_exp_observed),
+        ceil_population_exp_obs: Some(s.population_oracle_exp_observed),
+        ceil_type_exp_noiseless: Some(s.type_oracle_exp_noiseless),
+        ceil_prompt_exp_noiseless: Some(s.prompt_oracle_exp_noiseless),
+        ceil_population_exp_noiseless: Some(s.population_oracle_exp_noiseless),
+        world_label_agreement: Some(s.label_agreement),
+        world_disagreement_rate: s.disagreement_rate,
+        world_js_bits: s.js_bits_mean,
+        world_cosine_mean: s.cosine_mean,
+    };
+    (ceilings, Some(stats))
 }
 
 /// Monte Carlo draws of the annotator context for the context bound.
@@ -325,16 +284,10 @@ pub fn method_bound(
     data: &PreferenceData,
     method: &ResolvedMethod,
     seed: u64,
-) -> Scores {
-    let names = [
-        "bound_nmi_method",
-        "bound_nmi_method_se",
-        "bound_acc_method",
-        "bound_nmi_method_unseen",
-    ];
+) -> MethodBound {
     let reads_posterior = matches!(method.name.latent, LatentKind::Lpc | LatentKind::Gaussian);
     let Some(world) = world.filter(|_| reads_posterior) else {
-        return names.iter().map(|n| (n.to_string(), None)).collect();
+        return MethodBound::default();
     };
     let b = synth::context_bound(
         world,
@@ -344,11 +297,12 @@ pub fn method_bound(
         seed,
         CONTEXT_BOUND_REPS,
     );
-    names
-        .iter()
-        .map(|n| n.to_string())
-        .zip([Some(b.nmi), Some(b.nmi_se), Some(b.acc), b.nmi_unseen])
-        .collect()
+    MethodBound {
+        bound_nmi_method: Some(b.nmi),
+        bound_nmi_method_se: Some(b.nmi_se),
+        bound_acc_method: Some(b.acc),
+        bound_nmi_method_unseen: b.nmi_unseen,
+    }
 }
 
 /// A `(prompt, response)` pair of token ids.
@@ -496,7 +450,7 @@ impl<B: AutodiffBackend> RunOn<B> {
         let seed = scenario.data.seed;
         let run = load_data(scenario, opts)?;
         let data = &run.data;
-        let world_cols = world_scores(run.world.as_ref(), &data.eval);
+        let (ceilings, world_stats) = world_scores(run.world.as_ref(), &data.eval);
 
         let note = |m: &str| {
             if !opts.quiet {
@@ -543,11 +497,11 @@ impl<B: AutodiffBackend> RunOn<B> {
         std::fs::create_dir_all(&ckpt_dir).map_err(|e| Error::io(&ckpt_dir, e))?;
         save_module(start.clone(), &ckpt_dir.join("reference"))?;
 
-        let mut metrics = Table::default();
-        let mut curves = Table::default();
-        let mut codes = Table::with_columns(&CODES_COLUMNS);
-        let mut steering = Table::with_columns(&STEERING_COLUMNS);
-        let mut timing = Table::default();
+        let mut metrics: Vec<MetricsRow> = Vec::new();
+        let mut curves: Vec<CurveRow> = Vec::new();
+        let mut codes: Vec<CodeRow> = Vec::new();
+        let mut steering: Vec<SteeringRow> = Vec::new();
+        let mut timing: Vec<TimingRow> = Vec::new();
         let mut diverged = Vec::new();
         let methods = scenario.resolved_methods();
         for (mi, method) in methods.iter().enumerate() {
@@ -567,33 +521,26 @@ impl<B: AutodiffBackend> RunOn<B> {
                 device,
             );
             observer.finish(&trained.status);
-            timing.push(vec![
-                ("method".into(), method.label.clone()),
-                ("steps".into(), trained.steps_done.to_string()),
-                (
-                    "train_seconds".into(),
-                    results::fmt_f64(Some(trained.seconds)),
-                ),
-                (
-                    "ms_per_step".into(),
-                    results::fmt_f64(Some(
-                        1e3 * trained.seconds / trained.steps_done.max(1) as f64,
-                    )),
-                ),
-            ]);
-            for p in &trained.curve {
-                curves.push(curve_row(&method.label, p));
-            }
-            let mut row: Scores = vec![
-                ("method".into(), None),
-                ("steps".into(), Some(trained.steps_done as f64)),
-                ("selected_step".into(), Some(trained.selected_step as f64)),
-                ("warmup_kl_ref_start".into(), warm_kl),
-            ];
-            let mut labels = vec![
-                ("method".to_string(), method.label.clone()),
-                ("kind".to_string(), method.name.canonical()),
-            ];
+            timing.push(TimingRow {
+                method: method.label.clone(),
+                steps: trained.steps_done,
+                train_seconds: trained.seconds,
+                ms_per_step: 1e3 * trained.seconds / trained.steps_done.max(1) as f64,
+            });
+            curves.extend(trained.curve.iter().map(|p| curve_row(&method.label, p)));
+            let mut row = MetricsRow {
+                run: RunColumns {
+                    method: method.label.clone(),
+                    kind: method.name.canonical(),
+                    status: "ok".into(),
+                },
+                training: Some(TrainingColumns {
+                    steps: trained.steps_done,
+                    selected_step: trained.selected_step,
+                    warmup_kl_ref_start: warm_kl,
+                }),
+                ..MetricsRow::default()
+            };
             match trained.status {
                 TrainStatus::Diverged { step } => {
                     let msg = format!(
@@ -602,25 +549,22 @@ impl<B: AutodiffBackend> RunOn<B> {
                     );
                     eprintln!("warning: {msg}");
                     diverged.push(method.label.clone());
-                    labels.push(("status".into(), format!("diverged@{step}")));
-                    metrics.push_scores(labels, &row[1..]);
+                    row.run.status = format!("diverged@{step}");
+                    metrics.push(row);
                     continue;
                 }
-                TrainStatus::Completed => labels.push(("status".into(), "ok".into())),
+                TrainStatus::Completed => {}
             }
             save_module(trained.model.clone(), &ckpt_dir.join(&method.label))?;
             let model = trained.model.valid();
             let scored = score_model(&model, method, &run, &eval_refs, &train_refs, seed, device);
-            row.extend(scored.scores);
-            row.extend(method_bound(run.world.as_ref(), data, method, seed));
-            row.extend(world_cols.iter().cloned());
-            metrics.push_scores(labels, &row[1..]);
-            for r in scored.code_rows {
-                codes.push(r);
-            }
-            for r in scored.steering_rows {
-                steering.push(r);
-            }
+            row.scores = Some(scored.scores);
+            row.bound = Some(method_bound(run.world.as_ref(), data, method, seed));
+            row.ceilings = Some(ceilings.clone());
+            row.world = world_stats.clone();
+            metrics.push(row);
+            codes.extend(scored.code_rows);
+            steering.extend(scored.steering_rows);
             let _ = mi;
         }
         if run.load.is_some() {
@@ -632,7 +576,7 @@ impl<B: AutodiffBackend> RunOn<B> {
             scenario, &run, out_dir, &metrics, &curves, &codes, &steering, zero_shot,
         )?;
         // Wall-clock times are the one non-reproducible output, so they live in their own file.
-        timing.write(&out_dir.join("timing.csv"))?;
+        write_rows(&out_dir.join("timing.csv"), &timing, WhenEmpty::Nothing)?;
         // A method that diverged saved no checkpoint: one left by an earlier (--force) run of
         // the same label would sit beside results it did not produce.
         let old: Vec<String> = diverged
@@ -667,23 +611,19 @@ impl<B: AutodiffBackend> RunOn<B> {
     }
 }
 
-fn curve_row(label: &str, p: &CurvePoint) -> Vec<(String, String)> {
-    let f = |v: f64| results::fmt_f64(Some(v));
-    vec![
-        ("method".into(), label.to_string()),
-        ("step".into(), p.step.to_string()),
-        ("train_loss".into(), f(p.train_loss)),
-        ("val_loss".into(), f(p.val_loss)),
-        ("val_accuracy".into(), f(p.val_accuracy)),
-        ("val_objective".into(), f(p.val_objective)),
-        ("val_kl".into(), results::fmt_f64(p.val_kl)),
-        (
-            "code_perplexity".into(),
-            results::fmt_f64(p.code_perplexity),
-        ),
-        ("val_post_nmi".into(), results::fmt_f64(p.val_post_nmi)),
-        ("val_prior_nmi".into(), results::fmt_f64(p.val_prior_nmi)),
-    ]
+fn curve_row(label: &str, p: &CurvePoint) -> CurveRow {
+    CurveRow {
+        method: label.to_string(),
+        step: p.step,
+        train_loss: p.train_loss,
+        val_loss: p.val_loss,
+        val_accuracy: p.val_accuracy,
+        val_objective: p.val_objective,
+        val_kl: p.val_kl,
+        code_perplexity: p.code_perplexity,
+        val_post_nmi: p.val_post_nmi,
+        val_prior_nmi: p.val_prior_nmi,
+    }
 }
 
 /// Save a module with burn's compact recorder to `<path>.mpk`, atomically (see
@@ -694,12 +634,12 @@ pub fn save_module<B: Backend, M: Module<B>>(module: M, path: &Path) -> Result<(
 
 /// Scores and per-pair rows of one trained model.
 pub struct ScoredModel {
-    /// Named scores of the model on the held-out pairs (one `metrics.csv` row).
-    pub scores: Scores,
-    /// Per-pair rows for `codes.csv`, as (column, value) lists.
-    pub code_rows: Vec<Vec<(String, String)>>,
-    /// Rows for `steering.csv`, as (column, value) lists.
-    pub steering_rows: Vec<Vec<(String, String)>>,
+    /// Scores of the model on the held-out pairs (part of one `metrics.csv` row).
+    pub scores: MethodScores,
+    /// Per-pair rows for `codes.csv`.
+    pub code_rows: Vec<CodeRow>,
+    /// Rows for `steering.csv`.
+    pub steering_rows: Vec<SteeringRow>,
 }
 
 /// Score a trained model on the held-out pairs (METHOD.md §3).
@@ -776,108 +716,92 @@ pub fn score_model<B: Backend>(
         prior: prior_eval.prior.clone(),
         kl: prior_eval.kl_per_pair.clone(),
     };
-    let mut scores = vec![("eval_loss".to_string(), Some(prior_eval.loss))];
-    scores.extend(evaluate::score_method(
-        &data.eval,
-        &preds,
-        &data.group_names,
-    ));
+    let mut scores = evaluate::score_method(&data.eval, &preds, &data.group_names);
+    scores.loss.eval_loss = Some(prior_eval.loss);
     // Held-out pairs whose annotator never appears in training (`data.heldout_annotators`).
     let unseen: Vec<usize> = (0..data.eval.len())
         .filter(|&i| eval_pool.is_unseen(i))
         .collect();
-    scores.extend(evaluate::unseen_scores(&data.eval, &preds, &unseen));
+    scores.unseen = evaluate::unseen_scores(&data.eval, &preds, &unseen);
 
     // Per-pair codes.
     let mut code_rows = Vec::new();
     if let (Some(post), Some(prior)) = (&prior_eval.posterior, &prior_eval.prior) {
         for (i, p) in data.eval.iter().enumerate() {
-            code_rows.push(vec![
-                ("method".into(), method.label.clone()),
-                ("pair".into(), i.to_string()),
-                ("type".into(), p.group.to_string()),
-                ("source".into(), p.source.to_string()),
-                ("annotator".into(), p.annotator.to_string()),
-                ("prior_code".into(), argmax(&prior[i]).to_string()),
-                ("posterior_code".into(), argmax(&post[i]).to_string()),
-                (
-                    "kl".into(),
-                    results::fmt_f64(prior_eval.kl_per_pair.as_ref().map(|k| k[i])),
-                ),
-                ("prior_probs".into(), join_probs(&prior[i])),
-                ("posterior_probs".into(), join_probs(&post[i])),
-            ]);
+            code_rows.push(CodeRow {
+                method: method.label.clone(),
+                pair: i,
+                ty: p.group,
+                source: p.source,
+                annotator: p.annotator,
+                prior_code: argmax(&prior[i]),
+                posterior_code: argmax(&post[i]),
+                kl: prior_eval.kl_per_pair.as_ref().map(|k| k[i]),
+                prior_probs: prior[i].clone(),
+                posterior_probs: post[i].clone(),
+            });
         }
     }
 
     // Policy quality and steering need the world's true rewards.
     let mut steering_rows = Vec::new();
-    let policy_cols = [
-        "policy_reward",
-        "ref_reward",
-        "policy_winrate_vs_ref",
-        "policy_kl_ref",
-        "policy_kl_opt",
-    ];
-    match &run.world {
-        Some(world) => {
-            let q = policy_quality(
-                model,
-                method,
-                world,
-                &data.eval,
-                data.separator(),
-                seed,
-                device,
-            );
-            for (name, v) in policy_cols.iter().zip(q) {
-                scores.push((name.to_string(), v));
-            }
-            if let Some(m) = &matched {
-                let k = match latent {
-                    LatentKind::Oracle => data.groups,
-                    _ => method.codebook,
-                };
-                let table =
-                    steering_table(model, world, &data.eval, data.separator(), k, seed, device);
-                for (code, rewards) in table.iter().enumerate() {
-                    for (t, r) in rewards.iter().enumerate() {
-                        steering_rows.push(vec![
-                            ("method".into(), method.label.clone()),
-                            ("code".into(), code.to_string()),
-                            ("type".into(), t.to_string()),
-                            ("mean_reward".into(), results::fmt_f64(Some(*r))),
-                            (
-                                "matched".into(),
-                                u8::from(m.get(t) == Some(&code)).to_string(),
-                            ),
-                        ]);
-                    }
+    if let Some(world) = &run.world {
+        let q = policy_quality(
+            model,
+            method,
+            world,
+            &data.eval,
+            data.separator(),
+            seed,
+            device,
+        );
+        let [
+            policy_reward,
+            ref_reward,
+            policy_winrate_vs_ref,
+            policy_kl_ref,
+            policy_kl_opt,
+        ] = q;
+        scores.policy = PolicyColumns {
+            policy_reward,
+            ref_reward,
+            policy_winrate_vs_ref,
+            policy_kl_ref,
+            policy_kl_opt,
+        };
+        if let Some(m) = &matched {
+            let k = match latent {
+                LatentKind::Oracle => data.groups,
+                _ => method.codebook,
+            };
+            let table = steering_table(model, world, &data.eval, data.separator(), k, seed, device);
+            for (code, rewards) in table.iter().enumerate() {
+                for (t, r) in rewards.iter().enumerate() {
+                    steering_rows.push(SteeringRow {
+                        method: method.label.clone(),
+                        code,
+                        ty: t,
+                        mean_reward: Some(*r),
+                        matched: m.get(t) == Some(&code),
+                        steered_acc_noiseless: None,
+                    });
                 }
-            }
-        }
-        None => {
-            for name in policy_cols {
-                scores.push((name.to_string(), None));
             }
         }
     }
     if let (Some(m), Some(s)) = (&matched, &steered) {
         // The matched table: per type, its code and the type-steered accuracy.
-        let acc = evaluate::accuracy_scores("", &data.eval, &s.margins, &data.group_names);
-        for (t, name) in data.group_names.iter().enumerate() {
-            let a = acc
-                .iter()
-                .find(|(n, _)| *n == format!("acc_noiseless_{name}"))
-                .and_then(|(_, v)| *v);
-            steering_rows.push(vec![
-                ("method".into(), method.label.clone()),
-                ("code".into(), m[t].to_string()),
-                ("type".into(), t.to_string()),
-                ("mean_reward".into(), String::new()),
-                ("matched".into(), "1".into()),
-                ("steered_acc_noiseless".into(), results::fmt_f64(a)),
-            ]);
+        let acc = evaluate::accuracy_scores(&data.eval, &s.margins, &data.group_names);
+        for (t, (_, group)) in acc.groups.iter().enumerate() {
+            let a = group.acc_noiseless;
+            steering_rows.push(SteeringRow {
+                method: method.label.clone(),
+                code: m[t],
+                ty: t,
+                mean_reward: None,
+                matched: true,
+                steered_acc_noiseless: a,
+            });
         }
     }
     ScoredModel {
@@ -894,13 +818,6 @@ pub fn matched_codes(codes: &[usize], truth: &[usize], types: usize) -> Vec<usiz
     (0..types)
         .map(|t| by_type.get(&t).copied().unwrap_or(0))
         .collect()
-}
-
-fn join_probs(p: &[f64]) -> String {
-    p.iter()
-        .map(|v| format!("{v:.4}"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// The code each prompt gets at inference, `[N, d]`, or `None` for a baseline.
@@ -1048,15 +965,15 @@ fn write_outputs(
     scenario: &Scenario,
     run: &RunData,
     out_dir: &Path,
-    metrics: &Table,
-    curves: &Table,
-    codes: &Table,
-    steering: &Table,
+    metrics: &[MetricsRow],
+    curves: &[CurveRow],
+    codes: &[CodeRow],
+    steering: &[SteeringRow],
     zero_shot: Option<&ReferenceCache>,
 ) -> Result<()> {
     results::write_atomic(
         &out_dir.join("scenario.resolved.toml"),
-        scenario.to_toml().as_bytes(),
+        scenario.to_toml()?.as_bytes(),
     )?;
     let world_json = match &run.world {
         Some(w) => serde_json::to_string_pretty(&serde_json::json!({
@@ -1072,10 +989,10 @@ fn write_outputs(
     }
     .map_err(|e| Error::msg(format!("world.json: {e}")))?;
     results::write_atomic(&out_dir.join("world.json"), world_json.as_bytes())?;
-    metrics.write(&out_dir.join("metrics.csv"))?;
-    curves.write(&out_dir.join("curves.csv"))?;
-    codes.write(&out_dir.join("codes.csv"))?;
-    steering.write(&out_dir.join("steering.csv"))?;
+    write_metrics(&out_dir.join("metrics.csv"), metrics)?;
+    write_rows(&out_dir.join("curves.csv"), curves, WhenEmpty::Nothing)?;
+    write_rows(&out_dir.join("codes.csv"), codes, WhenEmpty::Header)?;
+    write_rows(&out_dir.join("steering.csv"), steering, WhenEmpty::Header)?;
     let reference = run.load.as_ref().map(|load| {
         let mut r = crate::baselines::RealReference::new(&run.data, load);
         if let Some(z) = zero_shot {
@@ -1090,7 +1007,7 @@ fn write_outputs(
     });
     if let (Some(load), Some(r)) = (&run.load, &reference) {
         results::write_atomic(&out_dir.join("load.md"), load.to_markdown().as_bytes())?;
-        r.baselines_table().write(&out_dir.join("baselines.csv"))?;
+        crate::results::rows::write_baselines(&out_dir.join("baselines.csv"), &r.baselines_rows())?;
     }
     let summary = crate::report::run_summary_with(scenario, metrics, reference.as_ref());
     results::write_atomic(&out_dir.join("summary.md"), summary.as_bytes())?;

@@ -40,6 +40,7 @@ use crate::experiment::{RunOptions, run_scenario};
 use crate::plan::{
     CALIBRATION_OVERHEAD_S, CALIBRATION_SECONDS_PER_UNIT, estimated_seconds, format_duration,
 };
+use crate::results::metrics_row::{MetricsRow, read_metrics};
 use crate::sweep::{self, Cell, CellRun, Shard};
 use crate::{Error, Result};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -125,7 +126,7 @@ pub fn run_cells(out: &Path, todo: &[&Cell], jobs: usize, threads: usize, quiet:
 }
 
 /// Run one cell as `lpc-bench run` in a child process of this executable, writing into `tmp`;
-/// returns the labels of diverged methods (from the `status` column of its `metrics.csv`).
+/// returns the labels of diverged methods (from the `status` of its `metrics.csv` rows).
 fn run_in_child(cell: &Cell, tmp: &Path, threads: usize) -> Result<Vec<String>> {
     let exe = std::env::current_exe()
         .map_err(|e| Error::msg(format!("cannot find the lpc-bench executable: {e}")))?;
@@ -134,7 +135,7 @@ fn run_in_child(cell: &Cell, tmp: &Path, threads: usize) -> Result<Vec<String>> 
         .suffix(".toml")
         .tempfile()
         .map_err(|e| Error::msg(format!("cannot write a cell scenario file: {e}")))?;
-    std::io::Write::write_all(&mut file, cell.scenario.to_toml().as_bytes())
+    std::io::Write::write_all(&mut file, cell.scenario.to_toml()?.as_bytes())
         .map_err(|e| Error::io(file.path(), e))?;
     let output = std::process::Command::new(&exe)
         .arg("run")
@@ -158,18 +159,11 @@ fn run_in_child(cell: &Cell, tmp: &Path, threads: usize) -> Result<Vec<String>> 
             tail.join(" | ")
         )));
     }
-    let metrics = crate::report::folder::read_table(&tmp.join(sweep::METRICS_FILE))?;
-    let (Some(m), Some(st)) = (
-        metrics.columns.iter().position(|c| c == "method"),
-        metrics.columns.iter().position(|c| c == "status"),
-    ) else {
-        return Ok(Vec::new());
-    };
+    let metrics = read_metrics(&tmp.join(sweep::METRICS_FILE))?;
     Ok(metrics
-        .rows
-        .iter()
-        .filter(|r| r[st].starts_with("diverged"))
-        .map(|r| r[m].clone())
+        .into_iter()
+        .filter(MetricsRow::diverged)
+        .map(|r| r.run.method)
         .collect())
 }
 

@@ -35,7 +35,7 @@ pub fn check_text(text: &str, stem: &str, path: &Path, budget: &Budget) -> Resul
             (plan::estimate(&s), String::new())
         }
     };
-    out.push(s.to_toml());
+    out.push(s.to_toml()?);
     out.push("# methods with every default resolved:".to_string());
     for m in s.resolved_methods() {
         out.push(format!("#   {}", method_defaults(&m)));

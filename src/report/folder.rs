@@ -27,8 +27,10 @@ use crate::plots::{
     ScatterPanel, Series, XScale,
 };
 use crate::results::Table;
+use crate::results::rows::{CodeRow, CurveRow, SteeringRow, read_rows};
 use crate::sweep::{self, ColumnStat, MergedRow, MergedTable, Summary, SummaryRow};
 use crate::{Error, Result};
+use serde::de::DeserializeOwned;
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 
@@ -616,50 +618,31 @@ fn cell_title(folder: &ResultFolder, c: &CellInfo) -> String {
     }
 }
 
-/// Rows of `file` in cell `c`'s folder that belong to its method (missing file: none).
-fn cell_rows(c: &CellInfo, file: &str) -> Result<Option<Table>> {
+/// Typed rows of `file` in cell `c`'s folder that belong to its method (missing file: none).
+fn cell_rows<T: DeserializeOwned>(
+    c: &CellInfo,
+    file: &str,
+    method: impl Fn(&T) -> &str,
+) -> Result<Option<Vec<T>>> {
     let path = c.dir.join(file);
     if !path.is_file() {
         return Ok(None);
     }
-    let mut t = read_table(&path)?;
-    let Some(mc) = t.columns.iter().position(|x| x == "method") else {
-        return Ok(None);
-    };
-    t.rows.retain(|r| r[mc] == c.method);
-    Ok(Some(t))
-}
-
-fn column(t: &Table, name: &str) -> Option<usize> {
-    t.columns.iter().position(|c| c == name)
+    let mut rows: Vec<T> = read_rows(&path)?;
+    rows.retain(|r| method(r) == c.method);
+    Ok(Some(rows))
 }
 
 /// The steering heat map of cell `c`, or None when it has no steering rows: mean true reward
 /// `[code][type]` from the rows with a `mean_reward`, and each type's matched code outlined.
 fn steering_panel(folder: &ResultFolder, c: &CellInfo) -> Result<Option<HeatPanel>> {
-    let Some(t) = cell_rows(c, "steering.csv")? else {
+    let Some(t) = cell_rows(c, "steering.csv", |r: &SteeringRow| &r.method)? else {
         return Ok(None);
     };
-    let (Some(ci), Some(ti), Some(ri)) = (
-        column(&t, "code"),
-        column(&t, "type"),
-        column(&t, "mean_reward"),
-    ) else {
-        return Ok(None);
-    };
-    let mi = column(&t, "matched");
-    let mut entries = Vec::new();
-    for r in &t.rows {
-        let (Ok(code), Ok(ty), Ok(v)) = (
-            r[ci].parse::<usize>(),
-            r[ti].parse::<usize>(),
-            r[ri].parse::<f64>(),
-        ) else {
-            continue;
-        };
-        let matched = mi.is_some_and(|m| r[m] == "1");
-        entries.push((code, ty, v, matched));
-    }
+    let entries: Vec<(usize, usize, f64, bool)> = t
+        .iter()
+        .filter_map(|r| Some((r.code, r.ty, r.mean_reward?, r.matched)))
+        .collect();
     if entries.is_empty() {
         return Ok(None);
     }
@@ -688,27 +671,15 @@ fn steering_panel(folder: &ResultFolder, c: &CellInfo) -> Result<Option<HeatPane
 /// The PCA panel of cell `c`'s posterior code probabilities, or None when it has fewer than 3
 /// rows or fewer than 2 codes. Returns the panel and the number of types seen.
 fn pca_panel(folder: &ResultFolder, c: &CellInfo) -> Result<Option<(ScatterPanel, usize)>> {
-    let Some(t) = cell_rows(c, "codes.csv")? else {
+    let Some(t) = cell_rows(c, "codes.csv", |r: &CodeRow| &r.method)? else {
         return Ok(None);
     };
-    let (Some(pi), Some(ti)) = (column(&t, "posterior_probs"), column(&t, "type")) else {
-        return Ok(None);
-    };
-    let mut rows = Vec::new();
-    let mut types = Vec::new();
-    for r in &t.rows {
-        let probs: std::result::Result<Vec<f64>, _> =
-            r[pi].split_whitespace().map(str::parse::<f64>).collect();
-        let (Ok(probs), Ok(ty)) = (probs, r[ti].parse::<usize>()) else {
-            continue;
-        };
-        rows.push(probs);
-        types.push(ty);
-    }
+    let (rows, types): (Vec<Vec<f64>>, Vec<usize>) =
+        t.into_iter().map(|r| (r.posterior_probs, r.ty)).unzip();
     if rows.len() < 3 || rows[0].len() < 2 {
         return Ok(None);
     }
-    let Some(p) = plots::pca(&rows, 2) else {
+    let Some(p) = crate::pca::pca(&rows, 2) else {
         return Ok(None);
     };
     let pct = |j: usize| {
@@ -771,27 +742,31 @@ fn file_safe(label: &str) -> String {
 /// panel per metric, one line per method. `None` when no cell has curves.
 fn curves_figure(folder: &ResultFolder, name: &str) -> Result<Option<NamedFigure>> {
     /// `(curves.csv column, panel title, y range)`.
-    type PanelSpec = (&'static str, &'static str, Option<(f64, f64)>);
+    type PanelSpec = (
+        fn(&CurveRow) -> Option<f64>,
+        &'static str,
+        Option<(f64, f64)>,
+    );
     const PANELS: [PanelSpec; 6] = [
         (
-            "val_objective",
+            |r| Some(r.val_objective),
             "validation objective (selection criterion)",
             None,
         ),
         (
-            "val_accuracy",
+            |r| Some(r.val_accuracy),
             "validation accuracy (prior code)",
             Some((0.0, 1.0)),
         ),
-        ("val_kl", "validation KL(q‖p)", None),
-        ("code_perplexity", "posterior code perplexity", None),
+        (|r| r.val_kl, "validation KL(q‖p)", None),
+        (|r| r.code_perplexity, "posterior code perplexity", None),
         (
-            "val_post_nmi",
+            |r| r.val_post_nmi,
             "posterior-code NMI with true types",
             Some((0.0, 1.0)),
         ),
         (
-            "val_prior_nmi",
+            |r| r.val_prior_nmi,
             "prior-code NMI with true types",
             Some((0.0, 1.0)),
         ),
@@ -800,24 +775,19 @@ fn curves_figure(folder: &ResultFolder, name: &str) -> Result<Option<NamedFigure
     let mut point_note = String::new();
     for (i, (method, cells, _)) in representative_cells(folder).into_iter().enumerate() {
         let Some(c) = cells.first() else { continue };
-        let Some(t) = cell_rows(c, "curves.csv")? else {
-            continue;
-        };
-        let Some(si) = column(&t, "step") else {
+        let Some(t) = cell_rows(c, "curves.csv", |r: &CurveRow| &r.method)? else {
             continue;
         };
         if folder.kind == FolderKind::Sweep {
             point_note = format!(" (grid point {}, smallest seed)", c.id);
         }
-        for (p, (col, _, _)) in PANELS.iter().enumerate() {
-            let Some(ci) = column(&t, col) else { continue };
+        for (p, (value, _, _)) in PANELS.iter().enumerate() {
             let points: Vec<Point> = t
-                .rows
                 .iter()
                 .filter_map(|r| {
                     Some(Point {
-                        x: r[si].parse().ok()?,
-                        y: r[ci].parse().ok()?,
+                        x: r.step as f64,
+                        y: value(r).filter(|y| !y.is_nan())?,
                         err: None,
                     })
                 })
@@ -1198,6 +1168,53 @@ pub fn markdown(folder: &ResultFolder, figures: &[NamedFigure]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_metrics_column_the_report_names_is_a_column_of_a_metrics_row() {
+        // Oracle: the columns a synthetic run's `metrics.csv` row has (`MetricsRow::cells`
+        // with every segment present and one group, `type0`). The sweep report reads the
+        // merged table by name; a renamed score field must fail here, not at report time.
+        use crate::results::metrics_row::{
+            Accuracy, AccuracyPair, Ceilings, MethodBound, MethodScores, MetricsRow, NmiNull,
+            TrainingColumns, WorldStats,
+        };
+        let row = MetricsRow {
+            training: Some(TrainingColumns::default()),
+            scores: Some(MethodScores {
+                accuracy: Accuracy {
+                    groups: vec![("type0".into(), AccuracyPair::default())],
+                    ..Accuracy::default()
+                },
+                ..MethodScores::default()
+            }),
+            bound: Some(MethodBound::default()),
+            ceilings: Some(Ceilings::default()),
+            world: Some(WorldStats::default()),
+            nmi_null: Some(NmiNull::default()),
+            ..MetricsRow::default()
+        };
+        let columns: Vec<String> = row.cells().into_iter().map(|(c, _)| c).collect();
+        let mut named: Vec<&str> = vec!["method", "status", "acc_obs_worst_group"];
+        for m in [ACC_OBS, ACC_NOISELESS, POST_NMI, PRIOR_NMI] {
+            named.push(m.column);
+            if let Some((lo, hi, _)) = m.band {
+                named.extend([lo, hi]);
+            }
+            if let Some((g, _)) = m.guide {
+                named.push(g);
+            }
+        }
+        named.extend(TABLE_COLUMNS.iter().map(|(_, c)| *c));
+        for (_, pairs) in WORLD_ROWS {
+            named.extend(pairs.iter().flat_map(|(a, b)| [*a, *b]));
+        }
+        for c in named {
+            assert!(
+                columns.iter().any(|x| x == c),
+                "`{c}` is not a metrics.csv column"
+            );
+        }
+    }
 
     #[test]
     fn evenly_spaced_keeps_both_ends() {

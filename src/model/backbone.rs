@@ -684,10 +684,13 @@ mod tests {
         let a: (&[u32], &[u32]) = (&[1, 2, 3], &[4, 5, 6, 7]);
         let b: (&[u32], &[u32]) = (&[0, 8], &[1, 2]);
         let batch = SeqBatch::<A>::new(&[a, b], 8, &device);
-        let grads_of = |p: &Policy<A>| {
-            let lp = p.log_probs(p.hidden(batch.ids.clone()), &batch, None);
+        let grads_of = |policy: &Policy<A>| {
+            let lp = policy.log_probs(policy.hidden(batch.ids.clone()), &batch, None);
             let sum = lp.sum.clone();
             let grads = lp.sum.sum().backward();
+            let Policy::Scratch(p) = policy else {
+                unreachable!("PolicyConfig::init builds a scratch policy")
+            };
             let g = p
                 .lm_head
                 .weight

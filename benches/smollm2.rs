@@ -15,6 +15,7 @@
 //! Run: `cargo bench --bench smollm2` (`SMOLLM2_PAIRS=N` to score N pairs instead of 32).
 
 use lpc_bench::data::PreferencePair;
+use lpc_bench::data::real::model_tokenizer;
 use lpc_bench::model::{CpuBackend, Policy, PretrainedPolicy, Trainable};
 use lpc_bench::train::ReferenceCache;
 use std::path::Path;
@@ -22,8 +23,6 @@ use std::time::Instant;
 
 const PROMPT: usize = 40;
 const RESPONSE: usize = 24;
-/// The chat separator of SmolLM2's tokenizer (the newline token).
-const SEP: u32 = 198;
 
 fn main() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
@@ -38,6 +37,9 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(32);
+    // The chat separator the loader uses (the template's newline token).
+    let (_, sep) = model_tokenizer(&path).expect("the model's tokenizer builds");
+    let sep = sep.expect("a chat separator");
     let device = Default::default();
     let t = Instant::now();
     let policy = Policy::Pretrained(
@@ -45,7 +47,7 @@ fn main() {
             &path,
             Trainable::Last(2),
             PROMPT + 1 + RESPONSE,
-            SEP,
+            sep,
             &device,
         )
         .expect("model loads"),
@@ -65,7 +67,7 @@ fn main() {
         })
         .collect();
     let t = Instant::now();
-    let refs = ReferenceCache::compute(&policy, &pairs, SEP);
+    let refs = ReferenceCache::compute(&policy, &pairs, sep);
     let score = t.elapsed().as_secs_f64();
     std::hint::black_box(refs);
     let per_pair = score / pairs_n as f64;

@@ -391,14 +391,15 @@ pub fn initial_policy<B: Backend>(
     .with_precision(scenario.train.precision))
 }
 
-/// The scratch policy's supervised warm-up to pi_ref: the starting policy and, where the
-/// world gives held-out reference samples, KL(pi_ref || pi_start) on them.
+/// The scratch policy's supervised warm-up to pi_ref: the starting policy, its frozen copy (the
+/// reference) and, where the world gives held-out reference samples, KL(pi_ref || pi_start) on
+/// them.
 fn warm_start<B: AutodiffBackend>(
     scenario: &Scenario,
     run: &RunData,
     policy: Policy<B>,
     note: &dyn Fn(&str),
-) -> (Policy<B>, Option<f64>) {
+) -> (Policy<B>, Policy<B::InnerBackend>, Option<f64>) {
     let data = &run.data;
     let seed = scenario.data.seed;
     let (samples, heldout) = warmup_samples(scenario, run);
@@ -428,7 +429,7 @@ fn warm_start<B: AutodiffBackend>(
             warm_losses.last().copied().unwrap_or(f32::NAN)
         ));
     }
-    (start, warm_kl)
+    (start, reference, warm_kl)
 }
 
 /// A run on backend `B` (CPU or CUDA), chosen at run time from `train.device`.
@@ -458,7 +459,7 @@ impl<B: AutodiffBackend> RunOn<B> {
             }
         };
         let policy = initial_policy::<B>(scenario, data, device)?;
-        let (start, warm_kl) = if let Policy::Pretrained(p) = &policy {
+        let (start, reference, warm_kl) = if let Policy::Pretrained(p) = &policy {
             note(&format!(
                 "{}: pretrained policy {} ({} trainable blocks{}); it is pi_ref, so no warm-up",
                 scenario.name,
@@ -472,11 +473,11 @@ impl<B: AutodiffBackend> RunOn<B> {
                 p.frozen()
                     .map_or(String::new(), |f| format!(", {} frozen", f.blocks())),
             ));
-            (policy, None)
+            let reference = policy.valid();
+            (policy, reference, None)
         } else {
             warm_start(scenario, &run, policy, &note)
         };
-        let reference = start.valid();
         let ref_clock = std::time::Instant::now();
         note(&format!(
             "{}: reference log-probs of {} training, {} validation and {} held-out pairs",

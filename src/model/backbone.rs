@@ -260,18 +260,10 @@ pub struct SeqLogProbs<B: Backend> {
 }
 
 impl<B: Backend> ScratchPolicy<B> {
-    /// Final hidden states `[N, L, d]` of the backbone (after the final LayerNorm, without z).
-    ///
-    /// # Panics
-    /// If `L` exceeds the `max_seq_len` the policy was built for (a configuration bug: build the
-    /// config from the data's `max_seq_len()`).
+    /// Final hidden states `[N, L, d]` of the backbone (after the final LayerNorm, without z);
+    /// `L` at most `max_seq_len` ([`Policy::hidden`] checks it).
     pub fn hidden(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let [n, l] = ids.dims();
-        assert!(
-            l <= self.max_seq_len,
-            "sequence length {l} exceeds the policy's max_seq_len {}",
-            self.max_seq_len
-        );
         let device = ids.device();
         let d = self.d_model();
         // Broadcasts are written as `[rows, F] + [1, F]` (shared-row) adds, the pattern the CPU
@@ -359,6 +351,12 @@ impl<B: Backend> Policy<B> {
     /// If `L` exceeds [`Policy::max_seq_len`] (a configuration bug: the run builds the policy
     /// for the data's `max_seq_len()`).
     pub fn hidden(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        let l = ids.dims()[1];
+        assert!(
+            l <= self.max_seq_len(),
+            "sequence length {l} exceeds the policy's max_seq_len {}",
+            self.max_seq_len()
+        );
         match self {
             Policy::Scratch(p) => p.hidden(ids),
             Policy::Pretrained(p) => p.hidden(ids),

@@ -491,12 +491,8 @@ impl<B: Backend> Llama<B> {
                 self.context_length
             )));
         }
-        let d = self.d_model();
-        let dh = self.blocks.first().map_or(d, |b| d / b.n_heads);
-        let aux = self.aux(n, l, dh, &ids.device());
-        let x = burn::tensor::module::embedding(self.token_embd.val(), ids).reshape([n * l, d]);
-        let x = self.blocks.iter().fold(x, |x, b| b.forward(x, &aux));
-        Ok(self.output_norm.forward(x).reshape([n, l, d]))
+        let x = self.residual(ids, self.blocks.len());
+        Ok(self.output_norm.forward(x).reshape([n, l, self.d_model()]))
     }
 
     /// Next-token logits `[rows, V]` of hidden states `[rows, d]` (tied: `h E^T`).

@@ -255,17 +255,10 @@ impl<B: Backend> PretrainedPolicy<B> {
         Ok(policy)
     }
 
-    /// Final hidden states `[N, L, d]` (after the final RMSNorm, without z) of ids `[N, L]`.
-    ///
-    /// # Panics
-    /// If `L` exceeds [`PretrainedPolicy::max_seq_len`].
+    /// Final hidden states `[N, L, d]` (after the final RMSNorm, without z) of ids `[N, L]`;
+    /// `L` at most [`PretrainedPolicy::max_seq_len`] ([`crate::model::Policy::hidden`] checks it).
     pub fn hidden(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let [n, l] = ids.dims();
-        assert!(
-            l <= self.max_seq_len,
-            "sequence length {l} exceeds the policy's max_seq_len {}",
-            self.max_seq_len
-        );
         let device = ids.device();
         let d = self.d_model();
         let x = match (&self.embedding, &self.frozen) {

@@ -197,13 +197,25 @@ pub struct LlamaBlock<B: Backend> {
 pub(crate) struct Aux<B: Backend> {
     n: usize,
     l: usize,
-    /// `[1, L*L]`: 0 on and below the diagonal, [`MASKED_SCORE`] above.
+    /// Earlier positions whose keys and values come from a [`Kv`] cache (0 without one).
+    past: usize,
+    /// `[1, L*(past+L)]`: 0 where query i may read key j (`j <= past + i`), [`MASKED_SCORE`]
+    /// elsewhere.
     causal: Tensor<B, 2>,
     /// `[L, d_h]` cosines and sines per position and dimension (1 and 0 past `rope_dim`).
     cos: Tensor<B, 2>,
     sin: Tensor<B, 2>,
     /// `[d_h, d_h]`: `x rot` maps each pair `(x0, x1)` to `(-x1, x0)`.
     rot: Tensor<B, 2>,
+}
+
+/// The keys and values `[N, H_kv, L, d_h]` (after RoPE, before the query-group repeat) that
+/// one block computed for a run of positions, so later positions can attend to them without
+/// recomputing them.
+#[derive(Clone)]
+pub(crate) struct Kv<B: Backend> {
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
 }
 
 impl<B: Backend> LlamaBlock<B> {
@@ -244,8 +256,22 @@ impl<B: Backend> LlamaBlock<B> {
 
     /// The block on the residual stream `x` `[N*L, d]`.
     pub(crate) fn forward(&self, x: Tensor<B, 2>, aux: &Aux<B>) -> Tensor<B, 2> {
+        self.forward_cached(x, aux, None).0
+    }
+
+    /// The block on `x` `[N*L, d]` at positions `aux.past ..`, whose queries also read the
+    /// `aux.past` earlier positions held in a cache: `past = (kv, owner)` gives row r the cached
+    /// row `owner[r]` of `kv`. Returns the output and this run's own keys and values. With
+    /// `past = None` and `aux.past = 0` it is [`LlamaBlock::forward`].
+    pub(crate) fn forward_cached(
+        &self,
+        x: Tensor<B, 2>,
+        aux: &Aux<B>,
+        past: Option<(&Kv<B>, &Tensor<B, 1, Int>)>,
+    ) -> (Tensor<B, 2>, Kv<B>) {
         let [rows, d] = x.dims();
         let (n, l) = (aux.n, aux.l);
+        let s = aux.past + l;
         let (h, hkv) = (self.n_heads, self.n_kv_heads);
         let dh = d / h;
         let a = self.attn_norm.forward(x.clone());
@@ -262,27 +288,39 @@ impl<B: Backend> LlamaBlock<B> {
         let v = a.matmul(self.wv.val());
         // [N, L, heads, d_h] -> [N, heads, L, d_h]; kv heads repeated so head j reads j / group.
         let q = q.reshape([n, l, h, dh]).swap_dims(1, 2);
+        let own = Kv {
+            k: k.reshape([n, l, hkv, dh]).swap_dims(1, 2),
+            v: v.reshape([n, l, hkv, dh]).swap_dims(1, 2),
+        };
+        let (k, v) = match past {
+            None => (own.k.clone(), own.v.clone()),
+            Some((p, owner)) => {
+                let widen = |t: &Tensor<B, 4>| t.clone().select(0, owner.clone());
+                (
+                    Tensor::cat(vec![widen(&p.k), own.k.clone()], 2),
+                    Tensor::cat(vec![widen(&p.v), own.v.clone()], 2),
+                )
+            }
+        };
         let group = h / hkv;
-        let expand = |t: Tensor<B, 2>| {
-            t.reshape([n, l, hkv, dh])
-                .swap_dims(1, 2)
-                .reshape([n, hkv, 1, l * dh])
+        let expand = |t: Tensor<B, 4>| {
+            t.reshape([n, hkv, 1, s * dh])
                 .repeat_dim(2, group)
-                .reshape([n, h, l, dh])
+                .reshape([n, h, s, dh])
         };
         let (k, v) = (expand(k), expand(v));
         let scores = q
             .matmul(k.swap_dims(2, 3))
             .div_scalar((dh as f64).sqrt())
-            .reshape([n * h, l * l])
+            .reshape([n * h, l * s])
             + aux.causal.clone();
-        let probs = softmax(scores.reshape([n, h, l, l]), 3);
+        let probs = softmax(scores.reshape([n, h, l, s]), 3);
         let context = probs.matmul(v).swap_dims(1, 2).reshape([rows, d]);
         let x = x + context.matmul(self.wo.val());
         let f = self.ffn_norm.forward(x.clone());
         let gate = silu(f.clone().matmul(self.w_gate.val()));
         let up = f.matmul(self.w_up.val());
-        x + (gate * up).matmul(self.w_down.val())
+        (x + (gate * up).matmul(self.w_down.val()), own)
     }
 }
 
@@ -312,15 +350,31 @@ pub(crate) fn rope_aux<B: Backend>(
     rope_dim: usize,
     device: &B::Device,
 ) -> Aux<B> {
-    let future = Tensor::<B, 2, Bool>::tril_mask([l, l], 0, device);
-    let causal = Tensor::<B, 2>::zeros([l, l], device)
+    rope_aux_after(n, l, 0, dh, rope_base, rope_dim, device)
+}
+
+/// [`rope_aux`] for `l` positions that follow `past` cached ones: positions `past .. past + l`,
+/// each query reading every cached key and the keys up to its own position.
+pub(crate) fn rope_aux_after<B: Backend>(
+    n: usize,
+    l: usize,
+    past: usize,
+    dh: usize,
+    rope_base: f64,
+    rope_dim: usize,
+    device: &B::Device,
+) -> Aux<B> {
+    let s = past + l;
+    // tril_mask is false where j <= i + offset (readable) and true elsewhere (masked).
+    let future = Tensor::<B, 2, Bool>::tril_mask([l, s], past as i64, device);
+    let causal = Tensor::<B, 2>::zeros([l, s], device)
         .mask_fill(future, MASKED_SCORE)
-        .reshape([1, l * l]);
+        .reshape([1, l * s]);
     let (mut cos, mut sin) = (vec![1.0f32; l * dh], vec![0.0f32; l * dh]);
     for p in 0..l {
         for i in 0..rope_dim / 2 {
             let theta = rope_base.powf(-2.0 * i as f64 / rope_dim as f64);
-            let angle = p as f64 * theta;
+            let angle = (past + p) as f64 * theta;
             for j in [2 * i, 2 * i + 1] {
                 cos[p * dh + j] = angle.cos() as f32;
                 sin[p * dh + j] = angle.sin() as f32;
@@ -337,6 +391,7 @@ pub(crate) fn rope_aux<B: Backend>(
     Aux {
         n,
         l,
+        past,
         causal,
         cos: table(cos),
         sin: table(sin),
@@ -469,6 +524,39 @@ impl<B: Backend> Llama<B> {
         self.blocks[..blocks]
             .iter()
             .fold(x, |x, b| b.forward(x, &aux))
+    }
+
+    /// [`Llama::residual`] of rows that share their first `c` tokens with others, without
+    /// computing those positions more than once: the shared starts `prefixes` `[M, c]` run
+    /// through the blocks once, keeping each block's keys and values, and `tails` `[G, T]`
+    /// (each row's tokens after its first `c`) run at positions `c .. c + T`, tail r reading the
+    /// cached keys and values of prefix `owner[r]`. Returns `[M*c, d]` (the shared positions)
+    /// and `[G*T, d]` (the tails). Causal attention makes this equal to `residual` of each whole
+    /// row `[prefixes[owner[r]], tails[r]]`.
+    pub fn residual_shared(
+        &self,
+        prefixes: Tensor<B, 2, Int>,
+        tails: Tensor<B, 2, Int>,
+        owner: Tensor<B, 1, Int>,
+        blocks: usize,
+    ) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        let [m, c] = prefixes.dims();
+        let [g, t] = tails.dims();
+        let d = self.d_model();
+        let dh = self.blocks.first().map_or(d, |b| d / b.n_heads);
+        let device = prefixes.device();
+        let aux_prefix = self.aux(m, c, dh, &device);
+        let aux_tails = rope_aux_after(g, t, c, dh, self.rope_base, self.rope_dim, &device);
+        let embed = |ids: Tensor<B, 2, Int>, rows: usize| {
+            burn::tensor::module::embedding(self.token_embd.val(), ids).reshape([rows, d])
+        };
+        let (mut xp, mut xt) = (embed(prefixes, m * c), embed(tails, g * t));
+        for block in &self.blocks[..blocks] {
+            let (yp, kv) = block.forward_cached(xp, &aux_prefix, None);
+            xt = block.forward_cached(xt, &aux_tails, Some((&kv, &owner))).0;
+            xp = yp;
+        }
+        (xp, xt)
     }
 
     /// Final hidden states `[N, L, d]` (after the output RMSNorm) of token ids `[N, L]`.

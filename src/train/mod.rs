@@ -116,17 +116,21 @@ impl ReferenceCache {
         pairs: &[PreferencePair],
         separator: u32,
     ) -> Self {
-        let chosen: Vec<(Vec<u32>, Vec<u32>)> = pairs
+        // Each pair's chosen and rejected sequences side by side in one pass, so a pretrained
+        // policy's frozen prefix sees their common prompt together and runs it once.
+        let seqs: Vec<(Vec<u32>, Vec<u32>)> = pairs
             .iter()
-            .map(|p| (p.prompt.clone(), p.chosen.clone()))
+            .flat_map(|p| {
+                [
+                    (p.prompt.clone(), p.chosen.clone()),
+                    (p.prompt.clone(), p.rejected.clone()),
+                ]
+            })
             .collect();
-        let rejected: Vec<(Vec<u32>, Vec<u32>)> = pairs
-            .iter()
-            .map(|p| (p.prompt.clone(), p.rejected.clone()))
-            .collect();
+        let scores = score_responses(reference, &seqs, separator);
         ReferenceCache {
-            chosen: score_responses(reference, &chosen, separator),
-            rejected: score_responses(reference, &rejected, separator),
+            chosen: scores.iter().step_by(2).copied().collect(),
+            rejected: scores.iter().skip(1).step_by(2).copied().collect(),
         }
     }
 }

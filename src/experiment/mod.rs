@@ -15,7 +15,7 @@ pub mod validate;
 use crate::data::{PreferenceData, PreferencePair};
 use crate::evaluate::{self, PairPredictions, argmax};
 use crate::model::backbone::{Policy, PolicyConfig, hidden_at_separator};
-use crate::model::latent::{one_hot_weights, prior_code_weights};
+use crate::model::latent::one_hot_weights;
 use crate::model::pretrained::{PretrainedPolicy, Trainable};
 use crate::model::reference::{kl_ref_to_policy, warmup};
 use crate::model::sampling::sample_responses;
@@ -556,7 +556,10 @@ impl<B: AutodiffBackend> RunOn<B> {
                 }
                 TrainStatus::Completed => {}
             }
-            save_module(trained.model.clone(), &ckpt_dir.join(&method.label))?;
+            save_module(
+                trained.model.clone().into_checkpoint(),
+                &ckpt_dir.join(&method.label),
+            )?;
             let model = trained.model.valid();
             let scored = score_model(&model, method, &run, &eval_refs, &train_refs, seed, device);
             row.scores = Some(scored.scores);
@@ -831,23 +834,15 @@ pub fn inference_codes<B: Backend>(
     rng: &mut crate::rng::SeededRng,
     device: &B::Device,
 ) -> Option<Tensor<B, 2>> {
-    if method.name.latent == LatentKind::Oracle {
-        let heads = model.latent.as_ref()?;
-        return Some(heads.code(one_hot_weights(types, heads.codebook_size(), device)));
-    }
-    if model.latent.is_none() && model.gaussian.is_none() {
-        return None;
-    }
-    let empty: Vec<(Vec<u32>, Vec<u32>)> =
-        prompts.iter().map(|p| (p.clone(), Vec::new())).collect();
-    let batch = crate::data::batch::SeqBatch::<B>::from_owned(&empty, separator, device);
-    let h = hidden_at_separator(model.policy.hidden(batch.ids.clone()), &batch);
-    if let Some(heads) = &model.latent {
-        let w = prior_code_weights(heads.prior_logits(h), method.inference, rng);
-        return Some(heads.code(w));
-    }
-    let g = model.gaussian.as_ref()?;
-    Some(g.project(g.prior(h).mean))
+    let prompt_state = || {
+        let empty: Vec<(Vec<u32>, Vec<u32>)> =
+            prompts.iter().map(|p| (p.clone(), Vec::new())).collect();
+        let batch = crate::data::batch::SeqBatch::<B>::from_owned(&empty, separator, device);
+        hidden_at_separator(model.policy.hidden(batch.ids.clone()), &batch)
+    };
+    model
+        .head
+        .prompt_code(prompt_state, types, method.inference, rng, device)
 }
 
 /// Policy quality with the inference code (METHOD.md §3): mean true reward under each pair's
@@ -930,7 +925,7 @@ pub fn steering_table<B: Backend>(
     seed: u64,
     device: &B::Device,
 ) -> Vec<Vec<f64>> {
-    let Some(heads) = &model.latent else {
+    let Some(heads) = model.head.codebook() else {
         return Vec::new();
     };
     let pairs = &eval[..eval.len().min(STEERING_PROMPTS)];

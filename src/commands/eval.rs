@@ -24,7 +24,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let dir = &args.dir;
     let scenario = Scenario::load(&dir.join("scenario.resolved.toml"))?;
     // Rescoring holds what a run holds (on the CPU): refuse it before any work if too large.
-    let mut on_cpu = scenario.clone();
+    let mut on_cpu = scenario.clone().into_inner();
     on_cpu.train.device = "cpu".into();
     crate::plan::check_fits(
         &scenario.name,

@@ -26,7 +26,7 @@ use crate::results::metrics_row::{
 };
 use crate::results::rows::{CodeRow, CurveRow, SteeringRow, TimingRow, WhenEmpty, write_rows};
 use crate::rng::{derive_seed, stream};
-use crate::scenario::{LatentKind, ObjectiveKind, ResolvedMethod, Scenario};
+use crate::scenario::{CheckedScenario, LatentKind, ObjectiveKind, ResolvedMethod, Scenario};
 use crate::synth::{self, World};
 use crate::train::{
     self, CodeChoice, ContextPool, CurvePoint, MethodContext, MethodModel, ReferenceCache,
@@ -92,10 +92,7 @@ pub struct RunOutcome {
 /// The plan of a run as text: what it would train, the resource estimate, and whether it fits
 /// this machine's budget (`Err` with the refusal when it does not). Reads nothing but the
 /// budget; allocates nothing proportional to the scenario's sizes.
-pub fn plan_text(scenario: &Scenario, budget: &crate::plan::Budget) -> Result<String> {
-    scenario
-        .validate()
-        .map_err(|r| Error::msg(format!("scenario '{}': {r}", scenario.name)))?;
+pub fn plan_text(scenario: &CheckedScenario, budget: &crate::plan::Budget) -> Result<String> {
     crate::device::DeviceChoice::parse(&scenario.train.device)?;
     let est = crate::plan::estimate(scenario);
     let mut lines = vec![format!("plan of scenario '{}':", scenario.name)];
@@ -155,12 +152,13 @@ pub fn prepare_run_dir(scenario: &Scenario, out_dir: &Path, force: bool) -> Resu
 }
 
 /// Run `scenario` into `out_dir` on the device the scenario names.
-pub fn run_scenario(scenario: &Scenario, out_dir: &Path, opts: &RunOptions) -> Result<RunOutcome> {
-    // Overrides applied after loading (--device, sweep cells) may break a rule, e.g. a cpu
-    // device with train.precision = "bf16".
-    scenario
-        .validate()
-        .map_err(|r| Error::msg(format!("scenario '{}': {r}", scenario.name)))?;
+/// The scenario is checked ([`CheckedScenario`]: overrides applied after loading, such as
+/// `--device` or a sweep cell's values, were checked with it).
+pub fn run_scenario(
+    scenario: &CheckedScenario,
+    out_dir: &Path,
+    opts: &RunOptions,
+) -> Result<RunOutcome> {
     let device = crate::device::DeviceChoice::parse(&scenario.train.device)?;
     // Resource limits before any work: nothing is written or allocated for a refused run.
     let estimate = crate::plan::estimate(scenario);
@@ -442,7 +440,7 @@ impl<B: AutodiffBackend> RunOn<B> {
     /// The whole run on this backend.
     pub fn run(
         &self,
-        scenario: &Scenario,
+        scenario: &CheckedScenario,
         out_dir: &Path,
         opts: &RunOptions,
     ) -> Result<RunOutcome> {

@@ -933,16 +933,21 @@ mod tests {
     use super::*;
     use crate::model::CpuAutodiff;
     use crate::model::backbone::PolicyConfig;
+    use crate::scenario::CheckedScenario;
 
     type A = CpuAutodiff;
 
     /// The smoke scenario (`scenarios/smoke.toml`) with `steps` steps and one method.
-    fn smoke(method: &str, steps: usize) -> (Scenario, PreferenceData, Policy<A>) {
+    fn smoke(method: &str, steps: usize) -> (CheckedScenario, PreferenceData, Policy<A>) {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/smoke.toml");
-        let mut scenario = Scenario::load(&path).unwrap();
-        scenario.methods = vec![crate::scenario::MethodSpec::named(method)];
-        scenario.train.steps = steps;
-        scenario.train.eval_every = steps;
+        let scenario = Scenario::load(&path)
+            .unwrap()
+            .amend(|scenario| {
+                scenario.methods = vec![crate::scenario::MethodSpec::named(method)];
+                scenario.train.steps = steps;
+                scenario.train.eval_every = steps;
+            })
+            .unwrap();
         let (_, data) = crate::synth::synthetic_data(&scenario);
         let device = Default::default();
         A::seed(&device, 5);
@@ -973,8 +978,10 @@ mod tests {
         let reference = start.valid();
         let refs = ReferenceCache::compute(&reference, &data.train, data.separator());
         let val_refs = ReferenceCache::compute(&reference, &data.val, data.separator());
-        let mut scenario_last = scenario.clone();
-        scenario_last.train.select = CheckpointSelect::Last;
+        let scenario_last = scenario
+            .clone()
+            .amend(|s| s.train.select = CheckpointSelect::Last)
+            .unwrap();
         let trained = train_method(
             &scenario_last,
             method,
@@ -1024,8 +1031,8 @@ mod tests {
     #[test]
     fn held_out_labels_cannot_influence_selection() {
         let _rng = crate::rng::backend_rng_lock();
-        let (mut scenario, data, start) = smoke("lpc-dpo", 40);
-        scenario.train.eval_every = 10;
+        let (scenario, data, start) = smoke("lpc-dpo", 40);
+        let scenario = scenario.amend(|s| s.train.eval_every = 10).unwrap();
         let method = &scenario.resolved_methods()[0];
         let device = Default::default();
         let reference = start.valid();

@@ -1735,23 +1735,19 @@ impl Scenario {
         self.world.clone().unwrap_or_default()
     }
 
-    /// Check every rule; the first broken one is returned with its field path.
-    pub fn validate(&self) -> Result<(), RuleError> {
-        self.method_names().map(|_| ())
-    }
-
     /// Check every rule ([`Scenario::validate`]) and, when all hold, the scenario as a
     /// [`CheckedScenario`]; its only constructor.
     pub fn check(self) -> Result<CheckedScenario, RuleError> {
-        let names = self.method_names()?;
+        let names = self.validate()?;
         Ok(CheckedScenario {
             scenario: self,
             names,
         })
     }
 
-    /// Every rule checked; the parsed name of each method, in order.
-    fn method_names(&self) -> Result<Vec<MethodName>, RuleError> {
+    /// Check every rule; the first broken one is returned with its field path. When all hold,
+    /// the parsed name of each method, in order.
+    pub fn validate(&self) -> Result<Vec<MethodName>, RuleError> {
         // Sanity bounds on every size first, so later rules never compute with absurd sizes.
         crate::plan::check_bounds(self)?;
         if self.name.contains(['/', '\\']) || self.name.starts_with('.') {

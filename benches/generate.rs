@@ -21,10 +21,10 @@ use std::path::Path;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use lpc_bench::experiment::generate::write_jsonl;
 use lpc_bench::rng::stream;
-use lpc_bench::scenario::Scenario;
+use lpc_bench::scenario::{CheckedScenario, Scenario};
 use lpc_bench::synth::{StatsAccumulator, TRAIN_STREAM, WORLD_STREAM, World};
 
-fn load(name: &str) -> Scenario {
+fn load(name: &str) -> CheckedScenario {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("scenarios")
         .join(name);

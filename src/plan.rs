@@ -762,7 +762,7 @@ pub fn check_fits(name: &str, est: &Estimate, budget: &Budget) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn scenario(text: &str) -> Scenario {
+    fn scenario(text: &str) -> crate::scenario::CheckedScenario {
         Scenario::from_toml_str(text, "t").unwrap()
     }
 

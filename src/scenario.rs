@@ -2,8 +2,10 @@
 //!
 //! A scenario is a plain serde struct tree with `deny_unknown_fields` and a documented default for
 //! every optional field. Loading is two steps, after the habit of ripgrep and linfa: parse the raw
-//! file (the toml crate reports line and column), then [`Scenario::validate`] checks every rule and
-//! names the field that broke it (`world.types must be >= 1`). The resolved scenario (every default
+//! file (the toml crate reports line and column), then [`Scenario::check`] checks every rule,
+//! names the field that broke it (`world.types must be >= 1`) and returns a [`CheckedScenario`],
+//! the only form the library's entry points (run, sweep, eval) take; command-line overrides go
+//! through [`CheckedScenario::amend`], which checks again. The resolved scenario (every default
 //! filled in) is written beside every result with [`Scenario::to_toml`].
 //!
 //! This module never touches tensors.
@@ -1541,9 +1543,90 @@ impl Default for WorldSpec {
     }
 }
 
+/// A [`Scenario`] that passed every rule: made only by [`Scenario::check`] (which the loaders
+/// call), so code that holds one never checks again. It reads as the scenario
+/// (`Deref<Target = Scenario>`); changing it goes through [`CheckedScenario::amend`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedScenario {
+    scenario: Scenario,
+    /// The parsed name of each method, in order.
+    names: Vec<MethodName>,
+}
+
+impl std::ops::Deref for CheckedScenario {
+    type Target = Scenario;
+
+    fn deref(&self) -> &Scenario {
+        &self.scenario
+    }
+}
+
+impl CheckedScenario {
+    /// The scenario itself, unchecked again (to change it and [`Scenario::check`] it anew).
+    pub fn into_inner(self) -> Scenario {
+        self.scenario
+    }
+
+    /// The scenario after `change` (command-line overrides, a sweep cell's values), checked
+    /// again: an override can break a rule (e.g. `--device cpu` with `train.precision =
+    /// "bf16"`). The error names the scenario: `scenario '<name>': <field> <rule>`.
+    pub fn amend(self, change: impl FnOnce(&mut Scenario)) -> crate::Result<CheckedScenario> {
+        let mut scenario = self.scenario;
+        change(&mut scenario);
+        let name = scenario.name.clone();
+        scenario
+            .check()
+            .map_err(|r| crate::Error::msg(format!("scenario '{name}': {r}")))
+    }
+
+    /// Every method with its defaults resolved (its name parsed when the scenario was checked).
+    pub fn resolved_methods(&self) -> Vec<ResolvedMethod> {
+        self.methods
+            .iter()
+            .zip(&self.names)
+            .map(|(m, &name)| {
+                let default_beta = if name.objective == ObjectiveKind::Simpo {
+                    2.0
+                } else {
+                    0.1
+                };
+                let tau = m.tau.unwrap_or(1.0);
+                ResolvedMethod {
+                    label: m.label(),
+                    name,
+                    beta: m.beta.unwrap_or(default_beta),
+                    gamma: m.gamma.unwrap_or(0.5),
+                    eps: m.eps.unwrap_or(0.1),
+                    lambda: m.lambda.unwrap_or(1.0),
+                    codebook: match name.latent {
+                        LatentKind::Oracle => self.world().types,
+                        _ => m.codebook.unwrap_or(8),
+                    },
+                    tau,
+                    tau_end: m.tau_end.unwrap_or(tau),
+                    hard: m.hard.unwrap_or(false),
+                    inference: m.inference.unwrap_or_default(),
+                    prior_schedule: m.prior_schedule.unwrap_or_default(),
+                    lambda_warmup: m.lambda_warmup.unwrap_or(0.0),
+                    free_bits: m.free_bits.unwrap_or(0.0),
+                    diversity: m.diversity.unwrap_or(0.0),
+                    diversity_until: m.diversity_until.unwrap_or(0.25),
+                    context: m.context.unwrap_or(0),
+                    posterior_pool: m.posterior_pool.unwrap_or_default(),
+                    context_batches: m.context_batches.unwrap_or_default(),
+                    latent_dim: m.latent_dim.unwrap_or(self.model.d_model),
+                    lr: m.lr.unwrap_or(self.train.lr),
+                    schedule: m.schedule.unwrap_or(self.train.schedule),
+                    steps: m.steps.unwrap_or(self.train.steps),
+                }
+            })
+            .collect()
+    }
+}
+
 impl Scenario {
     /// Parse and validate a scenario file. The name defaults to the file stem.
-    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    pub fn load(path: &Path) -> Result<CheckedScenario, ScenarioError> {
         let text = read_text(path)?;
         Scenario::from_file_text(&text, &file_stem(path)).map_err(|e| e.with_path(path))
     }
@@ -1551,7 +1634,10 @@ impl Scenario {
     /// Parse and validate the text of a scenario *file*: as [`Scenario::from_toml_str`], and a
     /// file with no key at all (empty, or only comments) is an error rather than a silent
     /// default run: a default run needs at least `name = "..."`.
-    pub fn from_file_text(text: &str, default_name: &str) -> Result<Scenario, ScenarioError> {
+    pub fn from_file_text(
+        text: &str,
+        default_name: &str,
+    ) -> Result<CheckedScenario, ScenarioError> {
         if text.parse::<toml::Table>().is_ok_and(|t| t.is_empty()) {
             return Err(ScenarioError::Invalid {
                 path: PathBuf::new(),
@@ -1565,7 +1651,7 @@ impl Scenario {
     }
 
     /// Parse and validate scenario text; `default_name` is used when `name` is absent.
-    pub fn from_toml_str(text: &str, default_name: &str) -> Result<Scenario, ScenarioError> {
+    pub fn from_toml_str(text: &str, default_name: &str) -> Result<CheckedScenario, ScenarioError> {
         let mut scenario: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse {
             path: PathBuf::new(),
             message: e.to_string().trim_end().to_string(),
@@ -1573,16 +1659,18 @@ impl Scenario {
         if scenario.name.is_empty() {
             scenario.name = default_name.to_string();
         }
-        scenario.validate().map_err(|r| ScenarioError::Invalid {
+        scenario.check().map_err(|r| ScenarioError::Invalid {
             path: PathBuf::new(),
             field: r.field,
             rule: r.rule,
-        })?;
-        Ok(scenario)
+        })
     }
 
     /// Parse and validate an already-parsed TOML table (used by sweeps after expanding a grid).
-    pub fn from_table(table: toml::Table, default_name: &str) -> Result<Scenario, ScenarioError> {
+    pub fn from_table(
+        table: toml::Table,
+        default_name: &str,
+    ) -> Result<CheckedScenario, ScenarioError> {
         let text = toml::to_string(&table).map_err(|e| ScenarioError::Parse {
             path: PathBuf::new(),
             message: e.to_string(),
@@ -1647,52 +1735,19 @@ impl Scenario {
         self.world.clone().unwrap_or_default()
     }
 
-    /// Every method with its defaults resolved (assumes `validate` passed).
-    pub fn resolved_methods(&self) -> Vec<ResolvedMethod> {
-        self.methods
-            .iter()
-            .map(|m| {
-                let name = MethodName::parse(&m.method).expect("validated method name");
-                let default_beta = if name.objective == ObjectiveKind::Simpo {
-                    2.0
-                } else {
-                    0.1
-                };
-                let tau = m.tau.unwrap_or(1.0);
-                ResolvedMethod {
-                    label: m.label(),
-                    name,
-                    beta: m.beta.unwrap_or(default_beta),
-                    gamma: m.gamma.unwrap_or(0.5),
-                    eps: m.eps.unwrap_or(0.1),
-                    lambda: m.lambda.unwrap_or(1.0),
-                    codebook: match name.latent {
-                        LatentKind::Oracle => self.world().types,
-                        _ => m.codebook.unwrap_or(8),
-                    },
-                    tau,
-                    tau_end: m.tau_end.unwrap_or(tau),
-                    hard: m.hard.unwrap_or(false),
-                    inference: m.inference.unwrap_or_default(),
-                    prior_schedule: m.prior_schedule.unwrap_or_default(),
-                    lambda_warmup: m.lambda_warmup.unwrap_or(0.0),
-                    free_bits: m.free_bits.unwrap_or(0.0),
-                    diversity: m.diversity.unwrap_or(0.0),
-                    diversity_until: m.diversity_until.unwrap_or(0.25),
-                    context: m.context.unwrap_or(0),
-                    posterior_pool: m.posterior_pool.unwrap_or_default(),
-                    context_batches: m.context_batches.unwrap_or_default(),
-                    latent_dim: m.latent_dim.unwrap_or(self.model.d_model),
-                    lr: m.lr.unwrap_or(self.train.lr),
-                    schedule: m.schedule.unwrap_or(self.train.schedule),
-                    steps: m.steps.unwrap_or(self.train.steps),
-                }
-            })
-            .collect()
+    /// Check every rule ([`Scenario::validate`]) and, when all hold, the scenario as a
+    /// [`CheckedScenario`]; its only constructor.
+    pub fn check(self) -> Result<CheckedScenario, RuleError> {
+        let names = self.validate()?;
+        Ok(CheckedScenario {
+            scenario: self,
+            names,
+        })
     }
 
-    /// Check every rule; the first broken one is returned with its field path.
-    pub fn validate(&self) -> Result<(), RuleError> {
+    /// Check every rule; the first broken one is returned with its field path. When all hold,
+    /// the parsed name of each method, in order.
+    pub fn validate(&self) -> Result<Vec<MethodName>, RuleError> {
         // Sanity bounds on every size first, so later rules never compute with absurd sizes.
         crate::plan::check_bounds(self)?;
         if self.name.contains(['/', '\\']) || self.name.starts_with('.') {
@@ -1737,8 +1792,9 @@ impl Scenario {
             return Err(rule("methods", "must list at least one method"));
         }
         let mut labels = std::collections::BTreeSet::new();
+        let mut names = Vec::with_capacity(self.methods.len());
         for (i, m) in self.methods.iter().enumerate() {
-            self.validate_method(i, m)?;
+            names.push(self.validate_method(i, m)?);
             if !labels.insert(m.label()) {
                 return Err(rule(
                     format!("methods[{i}].label"),
@@ -1749,7 +1805,7 @@ impl Scenario {
                 ));
             }
         }
-        Ok(())
+        Ok(names)
     }
 
     /// Rules of the real-data fields: they need `data.files`, and `data.files` excludes `[world]`.
@@ -1822,7 +1878,8 @@ impl Scenario {
         Ok(())
     }
 
-    fn validate_method(&self, i: usize, m: &MethodSpec) -> Result<(), RuleError> {
+    /// The rules of method `i`; its parsed name when they hold.
+    fn validate_method(&self, i: usize, m: &MethodSpec) -> Result<MethodName, RuleError> {
         let f = |name: &str| format!("methods[{i}].{name}");
         let Some(name) = MethodName::parse(&m.method) else {
             return Err(rule(
@@ -1991,7 +2048,7 @@ impl Scenario {
                 "oracle methods need a synthetic world (real data has no true type per pair)",
             ));
         }
-        Ok(())
+        Ok(name)
     }
 }
 
@@ -2365,6 +2422,32 @@ mod tests {
         let (f, r) = invalid("[data]\nheldout_annotators = 0.2");
         assert_eq!(f, "data.heldout_annotators");
         assert!(r.contains("annotators >= 2"), "{r}");
+    }
+
+    #[test]
+    fn an_amended_scenario_is_checked_again() {
+        // Oracle: the rule text of `validate_method`; an amendment that breaks a rule is refused
+        // with the scenario's name, one that keeps them gives a checked scenario whose methods
+        // resolve in order.
+        let s = Scenario::from_toml_str("[[methods]]\nmethod = \"lpc-dpo\"\n", "t").unwrap();
+        let err = s
+            .clone()
+            .amend(|s| s.methods[0].method = "nope".into())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("scenario 't': methods[0].method must be [lpc-|oracle-]"),
+            "{err}"
+        );
+        let ok = s
+            .amend(|s| s.methods.push(MethodSpec::named("oracle-ipo")))
+            .unwrap();
+        let names: Vec<String> = ok
+            .resolved_methods()
+            .iter()
+            .map(|m| m.name.canonical())
+            .collect();
+        assert_eq!(names, ["lpc-dpo", "oracle-ipo"]);
     }
 
     #[test]

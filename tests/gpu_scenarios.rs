@@ -12,7 +12,9 @@ fn dir() -> PathBuf {
 }
 
 fn load(rel: &str) -> Scenario {
-    Scenario::load(&dir().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    Scenario::load(&dir().join(rel))
+        .unwrap_or_else(|e| panic!("{rel}: {e}"))
+        .into_inner()
 }
 
 #[test]

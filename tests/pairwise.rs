@@ -14,7 +14,7 @@ use lpc_bench::data::real::{
     ParsedRecord, ReadCounts, TextPair, load_real_data, load_real_data_unchecked, open_data_file,
     read_records,
 };
-use lpc_bench::scenario::{DataFile, Outcome, Scenario};
+use lpc_bench::scenario::{CheckedScenario, DataFile, Outcome, Scenario};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,7 +27,7 @@ fn fixture(name: &str) -> PathBuf {
     root().join("tests/fixtures").join(name)
 }
 
-fn example(name: &str) -> Scenario {
+fn example(name: &str) -> CheckedScenario {
     Scenario::load(&root().join("scenarios/real/examples").join(name)).unwrap()
 }
 
@@ -390,7 +390,7 @@ fn transcripts_file(dir: &Path, distinct: usize, alike: usize) -> PathBuf {
     path
 }
 
-fn pairwise_scenario(path: &Path, data: &str) -> Scenario {
+fn pairwise_scenario(path: &Path, data: &str) -> CheckedScenario {
     Scenario::from_toml_str(
         &format!(
             "[data]\nmax_response_tokens = 16\neval_fraction = 0.5\n{data}\n[[data.files]]\npath = {:?}\nformat = \"pairwise\"\ngroup = \"g\"\n",

@@ -612,7 +612,7 @@ fn real_scenario_resolves_and_round_trips() {
 }
 
 /// A real-data scenario over `files` (TOML `[[data.files]]` blocks) with extra `[data]` lines.
-fn scenario(data: &str, files: &str) -> Scenario {
+fn scenario(data: &str, files: &str) -> lpc_bench::scenario::CheckedScenario {
     Scenario::from_toml_str(&format!("[data]\n{data}\n{files}"), "t").unwrap()
 }
 

@@ -22,7 +22,7 @@ use lpc_bench::data::PreferenceData;
 use lpc_bench::device::DeviceChoice;
 use lpc_bench::model::backbone::{Policy, PolicyConfig};
 use lpc_bench::rng::{SeededRng, derive_seed, stream};
-use lpc_bench::scenario::{Precision, ResolvedMethod, Scenario};
+use lpc_bench::scenario::{CheckedScenario, Precision, ResolvedMethod, Scenario};
 use lpc_bench::train::{
     MethodContext, MethodModel, ReferenceCache, StepSchedule, batch_order, method_optimizer,
     train_step,
@@ -114,7 +114,7 @@ impl Shape {
 
 /// A bench case: scenario, method and data, built once.
 pub struct Case {
-    pub scenario: Scenario,
+    pub scenario: CheckedScenario,
     pub method: ResolvedMethod,
     pub data: PreferenceData,
     pub shape: Shape,
@@ -147,7 +147,7 @@ impl Case {
     }
 }
 
-fn flops(scenario: &Scenario, shape: Shape) -> u64 {
+fn flops(scenario: &CheckedScenario, shape: Shape) -> u64 {
     lpc_bench::model::matmul_flops_per_step(
         &scenario.model,
         shape.batch,
@@ -159,7 +159,7 @@ fn flops(scenario: &Scenario, shape: Shape) -> u64 {
 }
 
 /// The bench scenario of [`Case::new`].
-pub fn bench_scenario(shape: Shape, method_toml: &str) -> Scenario {
+pub fn bench_scenario(shape: Shape, method_toml: &str) -> CheckedScenario {
     let heads = if shape.d_model.is_multiple_of(4) {
         4
     } else {

@@ -24,7 +24,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let dir = &args.dir;
     let scenario = Scenario::load(&dir.join("scenario.resolved.toml"))?;
     // Rescoring holds what a run holds (on the CPU): refuse it before any work if too large.
-    let mut on_cpu = scenario.clone();
+    let mut on_cpu = scenario.clone().into_inner();
     on_cpu.train.device = "cpu".into();
     crate::plan::check_fits(
         &scenario.name,
@@ -60,7 +60,14 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             continue;
         }
         let skeleton = MethodModel::init(&method, &reference, scenario.data.seed, &device);
-        let model = load(skeleton, &path, &device)?;
+        let stored = load(skeleton.into_checkpoint(), &path, &device)?;
+        let model = stored.into_model(method.name.latent).ok_or_else(|| {
+            crate::Error::msg(format!(
+                "{}: the checkpoint's latent heads are not those of method '{}'",
+                path.with_extension("mpk").display(),
+                method.label
+            ))
+        })?;
         let scored = score_model(
             &model,
             &method,

@@ -9,10 +9,11 @@ use crate::scenario::Scenario;
 /// Run the subcommand: load and validate the scenario (nothing is created before it passes),
 /// write the outputs, print the summary table.
 pub fn run(args: &GenerateArgs) -> Result<()> {
-    let mut scenario = Scenario::load(&args.scenario)?;
-    if let Some(seed) = args.seed {
-        scenario.data.seed = seed;
-    }
+    let scenario = Scenario::load(&args.scenario)?.amend(|scenario| {
+        if let Some(seed) = args.seed {
+            scenario.data.seed = seed;
+        }
+    })?;
     let stats = write_dataset(&scenario, &args.out, args.force)?;
     if !args.quiet {
         print!("{}", summary_table(&scenario, &args.out, &stats));

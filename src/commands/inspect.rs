@@ -2,23 +2,21 @@
 //! table, group sizes on each side of the split, the reference baselines), training nothing.
 //! Real data fails as `run` would when a file drops too many pairs, after printing the table.
 
+use crate::Result;
 use crate::baselines::RealReference;
 use crate::cli::InspectArgs;
 use crate::data::real::{CHECK_RECORDS, check_files, load_real_data_unchecked};
 use crate::scenario::Scenario;
-use crate::{Error, Result};
 use std::path::Path;
 
 /// Load and describe the data of `args.scenario`.
 pub fn run(args: &InspectArgs) -> Result<()> {
     let clock = std::time::Instant::now();
-    let mut scenario = Scenario::load(&args.scenario)?;
-    if let Some(s) = args.seed {
-        scenario.data.seed = s;
-    }
-    scenario
-        .validate()
-        .map_err(|r| Error::msg(format!("scenario '{}': {r}", scenario.name)))?;
+    let scenario = Scenario::load(&args.scenario)?.amend(|scenario| {
+        if let Some(s) = args.seed {
+            scenario.data.seed = s;
+        }
+    })?;
     println!("# {} — data", scenario.name);
     if scenario.is_real_data() {
         check_files(&scenario, Path::new("."), CHECK_RECORDS)?;

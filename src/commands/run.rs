@@ -2,14 +2,14 @@
 //! [`run_scenario`] (or, with `--dry-run`, print its plan and stop).
 
 use crate::experiment::{RUN_FILES, RunOptions, checkpoint_stems, plan_text, run_scenario};
-use crate::scenario::Scenario;
+use crate::scenario::{CheckedScenario, Scenario};
 use crate::{Error, Result};
 use std::path::Path;
 
 /// `lpc-bench run`: load the scenario, apply command-line overrides, run it (or, with
 /// `--dry-run`, print its plan and resource estimate and stop).
 pub fn run(args: &crate::cli::RunArgs) -> Result<()> {
-    let mut scenario = Scenario::load(&args.scenario)?;
+    let scenario = Scenario::load(&args.scenario)?;
     if scenario.sweep.is_some() {
         // Validate the grid first, so a bad [sweep] table is reported as such.
         let cells = crate::sweep::load(&args.scenario)?;
@@ -21,15 +21,17 @@ pub fn run(args: &crate::cli::RunArgs) -> Result<()> {
             cells.len()
         )));
     }
-    if let Some(d) = &args.device {
-        scenario.train.device = d.clone();
-    }
-    if let Some(t) = args.threads {
-        scenario.train.threads = t;
-    }
-    if let Some(s) = args.seed {
-        scenario.data.seed = s;
-    }
+    let scenario = scenario.amend(|scenario| {
+        if let Some(d) = &args.device {
+            scenario.train.device = d.clone();
+        }
+        if let Some(t) = args.threads {
+            scenario.train.threads = t;
+        }
+        if let Some(s) = args.seed {
+            scenario.data.seed = s;
+        }
+    })?;
     if args.dry_run {
         return dry_run(&scenario, args.out.as_deref());
     }
@@ -56,7 +58,7 @@ pub fn run(args: &crate::cli::RunArgs) -> Result<()> {
 
 /// `run --dry-run`: print the plan and, with `--out`, what the run would do there; train and
 /// write nothing.
-fn dry_run(scenario: &Scenario, out: Option<&Path>) -> Result<()> {
+fn dry_run(scenario: &CheckedScenario, out: Option<&Path>) -> Result<()> {
     let budget = crate::plan::memory_budget()?;
     let text = plan_text(scenario, &budget)?;
     println!("{text}");

@@ -9,12 +9,9 @@ use crate::{Error, Result};
 
 /// `lpc-bench sweep`.
 pub fn run(args: &SweepArgs) -> Result<()> {
-    let mut cells = sweep::load(&args.scenario)?;
+    let cells = sweep::load(&args.scenario)?;
     if let Some(device) = &args.device {
         crate::device::DeviceChoice::parse(device)?;
-        for c in &mut cells {
-            c.scenario.train.device = device.clone();
-        }
     }
     let shard = args.shard.unwrap_or(Shard::ALL);
     let mine: Vec<&Cell> = sweep::shard(&cells, shard);
@@ -69,7 +66,14 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     if jobs == 1 {
         crate::device::set_cpu_threads(threads);
     }
-    let outcome = run_cells(out, &todo, jobs, threads, args.quiet);
+    let outcome = run_cells(
+        out,
+        &todo,
+        args.device.as_deref(),
+        jobs,
+        threads,
+        args.quiet,
+    );
 
     let table = sweep::merge(out)?;
     let merged = sweep::write_merged(out, &table)?;

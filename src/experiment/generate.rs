@@ -19,7 +19,7 @@ use tempfile::NamedTempFile;
 
 use crate::data::PreferencePair;
 use crate::rng::{SeededRng, stream};
-use crate::scenario::Scenario;
+use crate::scenario::{CheckedScenario, Scenario};
 use crate::synth::{EVAL_STREAM, StatsAccumulator, TRAIN_STREAM, World, WorldStats};
 use crate::{Error, Result};
 
@@ -70,7 +70,7 @@ struct WorldFile<'a> {
 /// Write the four outputs of `scenario` into `out` (created if missing) and return the
 /// held-out statistics. Without `force`, any existing output is an error and nothing is
 /// written.
-pub fn write_dataset(scenario: &Scenario, out: &Path, force: bool) -> Result<WorldStats> {
+pub fn write_dataset(scenario: &CheckedScenario, out: &Path, force: bool) -> Result<WorldStats> {
     if scenario.is_real_data() {
         return Err(Error::msg(format!(
             "generate needs a synthetic [world]; scenario '{}' reads real data",
@@ -283,7 +283,13 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn scenario(seed: u64, bigram: bool, markov: bool, flip: f64, annotators: usize) -> Scenario {
+    fn scenario(
+        seed: u64,
+        bigram: bool,
+        markov: bool,
+        flip: f64,
+        annotators: usize,
+    ) -> CheckedScenario {
         let text = format!(
             "[world]\ntypes = 3\nsources = 3\nreward = \"{}\"\nreference = \"{}\"\nannotators = {annotators}\n\
              [noise]\nflip_rate = {flip}\n[data]\ntrain_pairs = 40\neval_pairs = 30\nseed = {seed}\n",

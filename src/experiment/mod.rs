@@ -15,7 +15,7 @@ pub mod validate;
 use crate::data::{PreferenceData, PreferencePair};
 use crate::evaluate::{self, PairPredictions, argmax};
 use crate::model::backbone::{Policy, PolicyConfig, hidden_at_separator};
-use crate::model::latent::{one_hot_weights, prior_code_weights};
+use crate::model::latent::one_hot_weights;
 use crate::model::pretrained::{PretrainedPolicy, Trainable};
 use crate::model::reference::{kl_ref_to_policy, warmup};
 use crate::model::sampling::sample_responses;
@@ -26,7 +26,7 @@ use crate::results::metrics_row::{
 };
 use crate::results::rows::{CodeRow, CurveRow, SteeringRow, TimingRow, WhenEmpty, write_rows};
 use crate::rng::{derive_seed, stream};
-use crate::scenario::{LatentKind, ObjectiveKind, ResolvedMethod, Scenario};
+use crate::scenario::{CheckedScenario, LatentKind, ObjectiveKind, ResolvedMethod, Scenario};
 use crate::synth::{self, World};
 use crate::train::{
     self, CodeChoice, ContextPool, CurvePoint, MethodContext, MethodModel, ReferenceCache,
@@ -92,10 +92,7 @@ pub struct RunOutcome {
 /// The plan of a run as text: what it would train, the resource estimate, and whether it fits
 /// this machine's budget (`Err` with the refusal when it does not). Reads nothing but the
 /// budget; allocates nothing proportional to the scenario's sizes.
-pub fn plan_text(scenario: &Scenario, budget: &crate::plan::Budget) -> Result<String> {
-    scenario
-        .validate()
-        .map_err(|r| Error::msg(format!("scenario '{}': {r}", scenario.name)))?;
+pub fn plan_text(scenario: &CheckedScenario, budget: &crate::plan::Budget) -> Result<String> {
     crate::device::DeviceChoice::parse(&scenario.train.device)?;
     let est = crate::plan::estimate(scenario);
     let mut lines = vec![format!("plan of scenario '{}':", scenario.name)];
@@ -155,12 +152,13 @@ pub fn prepare_run_dir(scenario: &Scenario, out_dir: &Path, force: bool) -> Resu
 }
 
 /// Run `scenario` into `out_dir` on the device the scenario names.
-pub fn run_scenario(scenario: &Scenario, out_dir: &Path, opts: &RunOptions) -> Result<RunOutcome> {
-    // Overrides applied after loading (--device, sweep cells) may break a rule, e.g. a cpu
-    // device with train.precision = "bf16".
-    scenario
-        .validate()
-        .map_err(|r| Error::msg(format!("scenario '{}': {r}", scenario.name)))?;
+/// The scenario is checked ([`CheckedScenario`]: overrides applied after loading, such as
+/// `--device` or a sweep cell's values, were checked with it).
+pub fn run_scenario(
+    scenario: &CheckedScenario,
+    out_dir: &Path,
+    opts: &RunOptions,
+) -> Result<RunOutcome> {
     let device = crate::device::DeviceChoice::parse(&scenario.train.device)?;
     // Resource limits before any work: nothing is written or allocated for a refused run.
     let estimate = crate::plan::estimate(scenario);
@@ -442,7 +440,7 @@ impl<B: AutodiffBackend> RunOn<B> {
     /// The whole run on this backend.
     pub fn run(
         &self,
-        scenario: &Scenario,
+        scenario: &CheckedScenario,
         out_dir: &Path,
         opts: &RunOptions,
     ) -> Result<RunOutcome> {
@@ -556,7 +554,10 @@ impl<B: AutodiffBackend> RunOn<B> {
                 }
                 TrainStatus::Completed => {}
             }
-            save_module(trained.model.clone(), &ckpt_dir.join(&method.label))?;
+            save_module(
+                trained.model.clone().into_checkpoint(),
+                &ckpt_dir.join(&method.label),
+            )?;
             let model = trained.model.valid();
             let scored = score_model(&model, method, &run, &eval_refs, &train_refs, seed, device);
             row.scores = Some(scored.scores);
@@ -831,23 +832,15 @@ pub fn inference_codes<B: Backend>(
     rng: &mut crate::rng::SeededRng,
     device: &B::Device,
 ) -> Option<Tensor<B, 2>> {
-    if method.name.latent == LatentKind::Oracle {
-        let heads = model.latent.as_ref()?;
-        return Some(heads.code(one_hot_weights(types, heads.codebook_size(), device)));
-    }
-    if model.latent.is_none() && model.gaussian.is_none() {
-        return None;
-    }
-    let empty: Vec<(Vec<u32>, Vec<u32>)> =
-        prompts.iter().map(|p| (p.clone(), Vec::new())).collect();
-    let batch = crate::data::batch::SeqBatch::<B>::from_owned(&empty, separator, device);
-    let h = hidden_at_separator(model.policy.hidden(batch.ids.clone()), &batch);
-    if let Some(heads) = &model.latent {
-        let w = prior_code_weights(heads.prior_logits(h), method.inference, rng);
-        return Some(heads.code(w));
-    }
-    let g = model.gaussian.as_ref()?;
-    Some(g.project(g.prior(h).mean))
+    let prompt_state = || {
+        let empty: Vec<(Vec<u32>, Vec<u32>)> =
+            prompts.iter().map(|p| (p.clone(), Vec::new())).collect();
+        let batch = crate::data::batch::SeqBatch::<B>::from_owned(&empty, separator, device);
+        hidden_at_separator(model.policy.hidden(batch.ids.clone()), &batch)
+    };
+    model
+        .head
+        .prompt_code(prompt_state, types, method.inference, rng, device)
 }
 
 /// Policy quality with the inference code (METHOD.md §3): mean true reward under each pair's
@@ -930,7 +923,7 @@ pub fn steering_table<B: Backend>(
     seed: u64,
     device: &B::Device,
 ) -> Vec<Vec<f64>> {
-    let Some(heads) = &model.latent else {
+    let Some(heads) = model.head.codebook() else {
         return Vec::new();
     };
     let pairs = &eval[..eval.len().min(STEERING_PROMPTS)];

@@ -60,8 +60,16 @@ pub struct Outcome {
 
 /// Run `todo` with `jobs` workers pulling from a shared queue (the next index), printing one
 /// line per finished cell: in this process when `jobs` is 1, else each cell in a child process
-/// with `threads` threads (see the module docs).
-pub fn run_cells(out: &Path, todo: &[&Cell], jobs: usize, threads: usize, quiet: bool) -> Outcome {
+/// with `threads` threads (see the module docs). `device` (`sweep --device`) replaces every
+/// cell's `train.device`; a cell it breaks a rule of fails like any other.
+pub fn run_cells(
+    out: &Path,
+    todo: &[&Cell],
+    device: Option<&str>,
+    jobs: usize,
+    threads: usize,
+    quiet: bool,
+) -> Outcome {
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let outcome = Mutex::new(Outcome::default());
@@ -82,9 +90,16 @@ pub fn run_cells(out: &Path, todo: &[&Cell], jobs: usize, threads: usize, quiet:
                     let result = catch_unwind(AssertUnwindSafe(|| {
                         sweep::run_cell_atomically(out, cell, |tmp| {
                             diverged = if jobs == 1 {
-                                run_scenario(&cell.scenario, tmp, &opts)?.diverged
+                                let scenario = match device {
+                                    Some(d) => cell
+                                        .scenario
+                                        .clone()
+                                        .amend(|s| s.train.device = d.to_string())?,
+                                    None => cell.scenario.clone(),
+                                };
+                                run_scenario(&scenario, tmp, &opts)?.diverged
                             } else {
-                                run_in_child(cell, tmp, threads)?
+                                run_in_child(cell, device, tmp, threads)?
                             };
                             Ok(())
                         })
@@ -127,7 +142,12 @@ pub fn run_cells(out: &Path, todo: &[&Cell], jobs: usize, threads: usize, quiet:
 
 /// Run one cell as `lpc-bench run` in a child process of this executable, writing into `tmp`;
 /// returns the labels of diverged methods (from the `status` of its `metrics.csv` rows).
-fn run_in_child(cell: &Cell, tmp: &Path, threads: usize) -> Result<Vec<String>> {
+fn run_in_child(
+    cell: &Cell,
+    device: Option<&str>,
+    tmp: &Path,
+    threads: usize,
+) -> Result<Vec<String>> {
     let exe = std::env::current_exe()
         .map_err(|e| Error::msg(format!("cannot find the lpc-bench executable: {e}")))?;
     let mut file = tempfile::Builder::new()
@@ -135,7 +155,12 @@ fn run_in_child(cell: &Cell, tmp: &Path, threads: usize) -> Result<Vec<String>> 
         .suffix(".toml")
         .tempfile()
         .map_err(|e| Error::msg(format!("cannot write a cell scenario file: {e}")))?;
-    std::io::Write::write_all(&mut file, cell.scenario.to_toml()?.as_bytes())
+    // The child checks the file as it loads it (with `device` in place).
+    let mut scenario = cell.scenario.clone().into_inner();
+    if let Some(d) = device {
+        scenario.train.device = d.to_string();
+    }
+    std::io::Write::write_all(&mut file, scenario.to_toml()?.as_bytes())
         .map_err(|e| Error::io(file.path(), e))?;
     let output = std::process::Command::new(&exe)
         .arg("run")

@@ -8,7 +8,8 @@
 //!
 //! One training step of LPC-DPO in the calls it makes (`train::train_step`, whose forward pass
 //! is `train::forward_pairs`), from ONE backbone pass over the stacked pair batch
-//! (`B: AutodiffBackend`; the model is a `train::MethodModel` holding the policy and the heads):
+//! (`B: AutodiffBackend`; the model is a `train::MethodModel` holding the policy and its
+//! [`LatentHead`], whose `code_and_kl` makes `q`, `p` and `z` below):
 //!
 //! ```text
 //! lp_ref = ReferenceCache::compute(&reference, &pairs, ..)    once per run: frozen pi_ref
@@ -25,17 +26,18 @@
 //! model  = Adam.step(lr, model, GradientsParams::from_grads(loss.backward(), &model))
 //! ```
 //!
-//! Variants: DPO passes `z = None`; the oracle uses a `Codebook` of K = T codes with
-//! `one_hot_weights(&groups, T)`; the Gaussian ablation swaps the heads for [`GaussianHeads`]
-//! (`reparameterise` + `project`, KL from [`gaussian_kl`]). At inference
-//! `z = heads.code(prior_code_weights(p, mode, rng))`; validation and scoring run the same
-//! forward pass on the inner (non-autodiff) backend. `policy` is either family of [`Policy`]:
+//! Variants (the variants of [`LatentHead`]): DPO passes `z = None`; the oracle uses a
+//! `Codebook` of K = T codes with `one_hot_weights(&groups, T)`; the Gaussian ablation swaps the
+//! heads for [`GaussianHeads`] (`reparameterise` + `project`, KL from [`gaussian_kl`]). At
+//! inference `z = heads.code(prior_code_weights(p, mode, rng))` (`LatentHead::prompt_code`);
+//! validation and scoring run the same forward pass on the inner (non-autodiff) backend. `policy` is either family of [`Policy`]:
 //! the scratch transformer or a pretrained Llama read from a GGUF file ([`PretrainedPolicy`]).
 
 pub mod backbone;
 pub mod flops;
 pub mod gaussian;
 pub mod gumbel;
+pub mod head;
 pub mod latent;
 pub mod llama;
 pub mod pretrained;
@@ -52,6 +54,7 @@ pub use gaussian::{
     standard_normal_noise,
 };
 pub use gumbel::{Relaxation, annealed_tau, gumbel_noise, gumbel_softmax, one_hot_argmax};
+pub use head::{CodeChoice, HeadOutput, KlInputs, LatentHead, PairReads};
 pub use latent::{
     Codebook, LatentConfig, LatentHeads, Mlp, MlpConfig, mean_pool_groups, mix_codes,
     one_hot_weights, pool_context, posterior_features, prior_code_weights, prior_features,

@@ -3,7 +3,7 @@
 
 use super::ids::{cell_id, short_names, value_text};
 use super::{MAX_CELLS, SEED_PATH, SweepError};
-use crate::scenario::{Scenario, ScenarioError};
+use crate::scenario::{CheckedScenario, Scenario, ScenarioError};
 use crate::{Error, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -50,7 +50,7 @@ pub struct Cell {
     /// The method's label (unique within the scenario).
     pub method: String,
     /// The validated scenario of this cell: one method, no `sweep`.
-    pub scenario: Scenario,
+    pub scenario: CheckedScenario,
 }
 
 /// Read a scenario file and expand its grid; the name defaults to the file stem. Errors outside
@@ -402,7 +402,7 @@ fn cell_scenario(
     overrides: &[Override],
     id: &str,
     default_name: &str,
-) -> Result<Scenario, SweepError> {
+) -> Result<CheckedScenario, SweepError> {
     let table = cell_table(rest, method, overrides)?;
     match Scenario::from_table(table, default_name) {
         Ok(s) => Ok(s),

@@ -15,15 +15,13 @@ pub use crate::data::context::ContextPool;
 
 use crate::data::batch::PairBatch;
 use crate::data::{PreferenceData, PreferencePair};
-use crate::device::init_on_host;
 use crate::model::backbone::{Policy, hidden_at_separator};
-use crate::model::gaussian::{
-    GaussianConfig, GaussianHeads, GaussianPrior, reparameterise, standard_normal_noise,
-};
-use crate::model::gumbel::{Relaxation, gumbel_noise, gumbel_softmax};
+use crate::model::gaussian::GaussianHeads;
+use crate::model::gumbel::Relaxation;
+pub use crate::model::head::CodeChoice;
+use crate::model::head::{KlInputs, LatentHead, PairReads};
 use crate::model::latent::{
-    LatentConfig, LatentHeads, mean_pool_groups, one_hot_weights, pool_context, posterior_features,
-    posterior_features_mean, prior_code_weights,
+    LatentHeads, mean_pool_groups, pool_context, posterior_features, posterior_features_mean,
 };
 use crate::model::reference::score_responses;
 use crate::objective::{LogpForm, Lpc, Objective, PairLogps, PreferenceObjective};
@@ -36,7 +34,6 @@ use burn::grad_clipping::GradientClippingConfig;
 use burn::module::{AutodiffModule, Module};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer};
-use burn::tensor::activation::softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use rand::RngExt;
@@ -50,10 +47,8 @@ pub const EVAL_CHUNK: usize = 256;
 pub struct MethodModel<B: Backend> {
     /// The causal transformer that scores responses.
     pub policy: Policy<B>,
-    /// Discrete codebook with prior and posterior heads (LPC), or a K = T codebook (oracle).
-    pub latent: Option<LatentHeads<B>>,
-    /// Gaussian posterior/prior heads (the continuous ablation).
-    pub gaussian: Option<GaussianHeads<B>>,
+    /// The method's latent head: none, LPC's codebook, the oracle's, or the Gaussian ablation.
+    pub head: LatentHead<B>,
 }
 
 impl<B: Backend> MethodModel<B> {
@@ -65,37 +60,62 @@ impl<B: Backend> MethodModel<B> {
     pub fn init(method: &ResolvedMethod, start: &Policy<B>, seed: u64, device: &B::Device) -> Self {
         let init_seed = derive_seed(seed, &format!("init/{}", method.label));
         B::seed(device, init_seed);
-        let d = start.d_model();
-        let latent = match method.name.latent {
-            LatentKind::Lpc | LatentKind::Oracle => {
-                let config = LatentConfig::new(d, method.codebook);
-                Some(init_on_host(
-                    init_seed,
-                    config.init::<B>(device),
-                    |cpu| config.init(cpu),
-                    device,
-                ))
-            }
-            _ => None,
-        };
-        let gaussian = match method.name.latent {
-            LatentKind::Gaussian => {
-                let config =
-                    GaussianConfig::new(d, method.latent_dim).with_prior(GaussianPrior::Learned);
-                Some(init_on_host(
-                    init_seed,
-                    config.init::<B>(device),
-                    |cpu| config.init(cpu),
-                    device,
-                ))
-            }
-            _ => None,
-        };
+        let head = LatentHead::init(
+            method.name.latent,
+            start.d_model(),
+            method.codebook,
+            method.latent_dim,
+            init_seed,
+            device,
+        );
         MethodModel {
             policy: start.clone(),
+            head,
+        }
+    }
+
+    /// The model in its checkpoint shape ([`MethodCheckpoint`]).
+    pub fn into_checkpoint(self) -> MethodCheckpoint<B> {
+        let (latent, gaussian) = match self.head {
+            LatentHead::None(_) => (None, None),
+            LatentHead::Discrete(heads) | LatentHead::Oracle(heads) => (Some(heads), None),
+            LatentHead::Gaussian(heads) => (None, Some(heads)),
+        };
+        MethodCheckpoint {
+            policy: self.policy,
             latent,
             gaussian,
         }
+    }
+}
+
+/// A [`MethodModel`] as its checkpoint stores it: the record of the fields the model had before
+/// its head became one [`LatentHead`], so checkpoints written before and after load alike.
+#[derive(Module, Debug)]
+pub struct MethodCheckpoint<B: Backend> {
+    /// The policy.
+    pub policy: Policy<B>,
+    /// The codebook heads (LPC and the oracle).
+    pub latent: Option<LatentHeads<B>>,
+    /// The Gaussian heads.
+    pub gaussian: Option<GaussianHeads<B>>,
+}
+
+impl<B: Backend> MethodCheckpoint<B> {
+    /// The model of a method of latent family `kind`, or `None` when the stored heads are not
+    /// that family's (a checkpoint of another scenario).
+    pub fn into_model(self, kind: LatentKind) -> Option<MethodModel<B>> {
+        let head = match (kind, self.latent, self.gaussian) {
+            (LatentKind::None, None, None) => LatentHead::None(std::marker::PhantomData),
+            (LatentKind::Lpc, Some(heads), None) => LatentHead::Discrete(heads),
+            (LatentKind::Oracle, Some(heads), None) => LatentHead::Oracle(heads),
+            (LatentKind::Gaussian, None, Some(heads)) => LatentHead::Gaussian(heads),
+            _ => return None,
+        };
+        Some(MethodModel {
+            policy: self.policy,
+            head,
+        })
     }
 }
 
@@ -135,36 +155,12 @@ impl ReferenceCache {
     }
 }
 
-/// How the code fed to the policy is chosen for a forward pass.
-#[derive(Debug, Clone)]
-pub enum CodeChoice {
-    /// Training: Gumbel-softmax sample of the posterior at temperature `tau`, mixed toward the
-    /// prior's expectation by `g`: `z = (1 - g) w_q E + g p E`.
-    Train {
-        /// Gumbel-softmax temperature.
-        tau: f64,
-        /// Soft or straight-through relaxation.
-        relaxation: Relaxation,
-        /// Prior mixing weight in `[0, 1]`.
-        g: f64,
-    },
-    /// Inference: the code from the prior (expectation, argmax or sample).
-    Prior,
-    /// The posterior's point estimate, deterministic: the argmax code of q (discrete), the
-    /// posterior mean (Gaussian), the true type (oracle). Used for the validation objective.
-    Posterior,
-    /// A fixed code index per pair (steering with e_k; the oracle's true type).
-    Fixed(Vec<usize>),
-}
-
 /// What one forward pass over a batch of pairs produced.
 pub struct PairForward<B: Backend> {
     /// Per-pair log-probabilities of both responses under the policy.
     pub logps: PairLogps<B>,
-    /// Posterior and prior logits `[N, K]` (discrete LPC).
-    pub code_logits: Option<(Tensor<B, 2>, Tensor<B, 2>)>,
-    /// Posterior and prior Gaussians as (mean, log_var) (the continuous ablation).
-    pub gaussians: Option<[Tensor<B, 2>; 4]>,
+    /// The distributions of the latent head's KL term.
+    pub kl: KlInputs<B>,
 }
 
 /// Everything a method's loop needs besides the model.
@@ -264,78 +260,20 @@ pub fn forward_pairs<B: Backend>(
         let chidden = model.policy.hidden(cbatch.seqs.ids.clone()).detach();
         pool_context(own, read(chidden, &cbatch), method.context)
     };
-    let mut code_logits = None;
-    let mut gaussians = None;
-    let z: Option<Tensor<B, 2>> = match (&model.latent, &model.gaussian, method.name.latent) {
-        (Some(heads), _, LatentKind::Oracle) => {
-            let idx: Vec<usize> = match choice {
-                CodeChoice::Fixed(k) => k.clone(),
-                CodeChoice::Train { .. } | CodeChoice::Prior | CodeChoice::Posterior => pairs
-                    .iter()
-                    .map(|p| p.group.min(heads.codebook_size() - 1))
-                    .collect(),
-            };
-            Some(heads.code(one_hot_weights(&idx, heads.codebook_size(), device)))
-        }
-        (Some(heads), _, _) => {
-            let prior_logits = heads.prior_logits(prompt_state());
-            let post_logits = heads.posterior_logits(features());
-            let k = heads.codebook_size();
-            let z = match choice {
-                CodeChoice::Train { tau, relaxation, g } => {
-                    let noise = gumbel_noise::<B>(rng, n, k, device);
-                    let w_q = gumbel_softmax(post_logits.clone(), *tau, *relaxation, noise);
-                    let z_q = heads.code(w_q);
-                    if *g > 0.0 {
-                        let z_p = heads.code(softmax(prior_logits.clone(), 1));
-                        crate::model::latent::mix_codes(z_q, z_p, *g)
-                    } else {
-                        z_q
-                    }
-                }
-                CodeChoice::Prior => heads.code(prior_code_weights(
-                    prior_logits.clone(),
-                    method.inference,
-                    rng,
-                )),
-                CodeChoice::Posterior => {
-                    let idx: Vec<usize> = rows_to_host(post_logits.clone())
-                        .iter()
-                        .map(|r| crate::evaluate::argmax(r))
-                        .collect();
-                    heads.code(one_hot_weights(&idx, k, device))
-                }
-                CodeChoice::Fixed(idx) => heads.code(one_hot_weights(idx, k, device)),
-            };
-            code_logits = Some((post_logits, prior_logits));
-            Some(z)
-        }
-        (None, Some(heads), _) => {
-            let q = heads.posterior(features());
-            let p = heads.prior(prompt_state());
-            let z = match choice {
-                CodeChoice::Train { g, .. } => {
-                    let eps = standard_normal_noise::<B>(rng, n, heads.latent_dim(), device);
-                    let z_q = heads.project(reparameterise(&q, eps));
-                    if *g > 0.0 {
-                        let z_p = heads.project(p.mean.clone());
-                        crate::model::latent::mix_codes(z_q, z_p, *g)
-                    } else {
-                        z_q
-                    }
-                }
-                CodeChoice::Posterior => heads.project(q.mean.clone()),
-                // Inference and steering use the prior mean (a Gaussian has no code index).
-                CodeChoice::Prior | CodeChoice::Fixed(_) => heads.project(p.mean.clone()),
-            };
-            gaussians = Some([q.mean, q.log_var, p.mean, p.log_var]);
-            Some(z)
-        }
-        (None, None, _) => None,
-    };
+    let out = model.head.code_and_kl(
+        choice,
+        PairReads {
+            pairs,
+            prompt_state: &prompt_state,
+            features: &features,
+        },
+        method.inference,
+        rng,
+        device,
+    );
     let lp = model
         .policy
-        .log_probs(hidden, &batch.seqs, z.map(|z| batch.stack_codes(z)));
+        .log_probs(hidden, &batch.seqs, out.code.map(|z| batch.stack_codes(z)));
     let per_seq = match ctx.objective.logp_form() {
         LogpForm::Sum => lp.sum,
         LogpForm::MeanPerToken => lp.mean,
@@ -348,11 +286,7 @@ pub fn forward_pairs<B: Backend>(
     } else {
         PairLogps::reference_free(pc, pr)
     };
-    PairForward {
-        logps,
-        code_logits,
-        gaussians,
-    }
+    PairForward { logps, kl: out.kl }
 }
 
 /// Per-pair losses and diagnostics of a forward pass.
@@ -375,35 +309,44 @@ pub fn pair_loss<B: Backend>(
     fwd: PairForward<B>,
     lambda_now: f64,
 ) -> PairLoss<B> {
-    if let Some((post, prior)) = fwd.code_logits {
-        let out = ctx.objective.loss(&fwd.logps, post, prior, lambda_now);
-        return PairLoss {
-            losses: out.losses,
-            base_losses: out.base_losses,
-            margins: out.chosen_rewards - out.rejected_rewards,
-            kl: Some(out.kl),
-            probs: Some((out.posterior_probs, out.prior_probs)),
-        };
-    }
-    if let Some([mq, lq, mp, lp]) = fwd.gaussians {
-        let out = ctx
-            .objective
-            .loss_gaussian(&fwd.logps, mq, lq, mp, lp, lambda_now);
-        return PairLoss {
-            losses: out.losses,
-            base_losses: out.base_losses,
-            margins: out.chosen_rewards - out.rejected_rewards,
-            kl: Some(out.kl),
-            probs: None,
-        };
-    }
-    let out = ctx.objective.base.loss(&fwd.logps);
-    PairLoss {
-        base_losses: out.losses.clone().detach(),
-        losses: out.losses,
-        margins: out.chosen_rewards - out.rejected_rewards,
-        kl: None,
-        probs: None,
+    match fwd.kl {
+        KlInputs::Categorical { posterior, prior } => {
+            let out = ctx.objective.loss(&fwd.logps, posterior, prior, lambda_now);
+            PairLoss {
+                losses: out.losses,
+                base_losses: out.base_losses,
+                margins: out.chosen_rewards - out.rejected_rewards,
+                kl: Some(out.kl),
+                probs: Some((out.posterior_probs, out.prior_probs)),
+            }
+        }
+        KlInputs::Gaussian { posterior, prior } => {
+            let out = ctx.objective.loss_gaussian(
+                &fwd.logps,
+                posterior.mean,
+                posterior.log_var,
+                prior.mean,
+                prior.log_var,
+                lambda_now,
+            );
+            PairLoss {
+                losses: out.losses,
+                base_losses: out.base_losses,
+                margins: out.chosen_rewards - out.rejected_rewards,
+                kl: Some(out.kl),
+                probs: None,
+            }
+        }
+        KlInputs::None => {
+            let out = ctx.objective.base.loss(&fwd.logps);
+            PairLoss {
+                base_losses: out.losses.clone().detach(),
+                losses: out.losses,
+                margins: out.chosen_rewards - out.rejected_rewards,
+                kl: None,
+                probs: None,
+            }
+        }
     }
 }
 
@@ -787,10 +730,10 @@ pub fn train_step<B: AutodiffBackend, O: Optimizer<MethodModel<B>, B>>(
         noise_rng,
         device,
     );
-    let diversity = match &fwd.code_logits {
-        Some((post, _)) if plan.diversity > 0.0 => {
-            Some(crate::objective::code_diversity_loss(post.clone()).mul_scalar(plan.diversity))
-        }
+    let diversity = match &fwd.kl {
+        KlInputs::Categorical { posterior, .. } if plan.diversity > 0.0 => Some(
+            crate::objective::code_diversity_loss(posterior.clone()).mul_scalar(plan.diversity),
+        ),
         _ => None,
     };
     let out = pair_loss(ctx, fwd, plan.kl_weight);
@@ -994,16 +937,21 @@ mod tests {
     use super::*;
     use crate::model::CpuAutodiff;
     use crate::model::backbone::PolicyConfig;
+    use crate::scenario::CheckedScenario;
 
     type A = CpuAutodiff;
 
     /// The smoke scenario (`scenarios/smoke.toml`) with `steps` steps and one method.
-    fn smoke(method: &str, steps: usize) -> (Scenario, PreferenceData, Policy<A>) {
+    fn smoke(method: &str, steps: usize) -> (CheckedScenario, PreferenceData, Policy<A>) {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/smoke.toml");
-        let mut scenario = Scenario::load(&path).unwrap();
-        scenario.methods = vec![crate::scenario::MethodSpec::named(method)];
-        scenario.train.steps = steps;
-        scenario.train.eval_every = steps;
+        let scenario = Scenario::load(&path)
+            .unwrap()
+            .amend(|scenario| {
+                scenario.methods = vec![crate::scenario::MethodSpec::named(method)];
+                scenario.train.steps = steps;
+                scenario.train.eval_every = steps;
+            })
+            .unwrap();
         let (_, data) = crate::synth::synthetic_data(&scenario);
         let device = Default::default();
         A::seed(&device, 5);
@@ -1034,8 +982,10 @@ mod tests {
         let reference = start.valid();
         let refs = ReferenceCache::compute(&reference, &data.train, data.separator());
         let val_refs = ReferenceCache::compute(&reference, &data.val, data.separator());
-        let mut scenario_last = scenario.clone();
-        scenario_last.train.select = CheckpointSelect::Last;
+        let scenario_last = scenario
+            .clone()
+            .amend(|s| s.train.select = CheckpointSelect::Last)
+            .unwrap();
         let trained = train_method(
             &scenario_last,
             method,
@@ -1085,8 +1035,8 @@ mod tests {
     #[test]
     fn held_out_labels_cannot_influence_selection() {
         let _rng = crate::rng::backend_rng_lock();
-        let (mut scenario, data, start) = smoke("lpc-dpo", 40);
-        scenario.train.eval_every = 10;
+        let (scenario, data, start) = smoke("lpc-dpo", 40);
+        let scenario = scenario.amend(|s| s.train.eval_every = 10).unwrap();
         let method = &scenario.resolved_methods()[0];
         let device = Default::default();
         let reference = start.valid();
@@ -1127,6 +1077,36 @@ mod tests {
         };
         let other = run(&swapped_val, &swapped_refs);
         assert_ne!(base.1, other.1, "validation labels must matter");
+    }
+
+    #[test]
+    fn every_latent_head_round_trips_through_its_checkpoint_shape() {
+        let _rng = crate::rng::backend_rng_lock();
+        // Oracle: a model saved in its checkpoint shape and loaded into a differently
+        // initialised skeleton of the same method encodes to the same bytes (same weights, same
+        // parameter ids) and keeps its head's family; loaded as another family it is refused.
+        let (_, _, start) = smoke("dpo", 1);
+        let device = Default::default();
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["dpo", "lpc-dpo", "oracle-dpo", "lpc-dpo-gaussian"] {
+            let (scenario, _, _) = smoke(name, 1);
+            let method = &scenario.resolved_methods()[0];
+            let model = MethodModel::<A>::init(method, &start, 1, &device);
+            let skeleton = MethodModel::<A>::init(method, &start, 2, &device);
+            let path = dir.path().join(name);
+            crate::checkpoint::save(model.clone().into_checkpoint(), &path).unwrap();
+            let stored =
+                crate::checkpoint::load(skeleton.into_checkpoint(), &path, &device).unwrap();
+            let other = match method.name.latent {
+                LatentKind::Gaussian => LatentKind::Lpc,
+                _ => LatentKind::Gaussian,
+            };
+            assert!(stored.clone().into_model(other).is_none(), "{name}");
+            let back = stored.into_model(method.name.latent).unwrap();
+            assert_eq!(back.head.kind(), method.name.latent, "{name}");
+            let bytes = |m: MethodModel<A>| crate::checkpoint::encode::<A, _>(m.into_checkpoint());
+            assert_eq!(bytes(back).unwrap(), bytes(model).unwrap(), "{name}");
+        }
     }
 
     #[test]

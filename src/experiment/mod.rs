@@ -484,9 +484,26 @@ impl<B: AutodiffBackend> RunOn<B> {
             data.val.len(),
             data.eval.len()
         ));
-        let train_refs = ReferenceCache::compute(&reference, &data.train, data.separator());
-        let val_refs = ReferenceCache::compute(&reference, &data.val, data.separator());
-        let eval_refs = ReferenceCache::compute(&reference, &data.eval, data.separator());
+        let total = data.train.len() + data.val.len() + data.eval.len();
+        let mut scored = 0;
+        let mut refs = |pairs: &[crate::data::PreferencePair]| {
+            let cache =
+                ReferenceCache::compute_with_progress(&reference, pairs, data.separator(), |n| {
+                    if n < pairs.len() {
+                        note(&format!(
+                            "{}: reference log-probs {}/{total} pairs, {:.0}s",
+                            scenario.name,
+                            scored + n,
+                            ref_clock.elapsed().as_secs_f64()
+                        ));
+                    }
+                });
+            scored += pairs.len();
+            cache
+        };
+        let train_refs = refs(&data.train);
+        let val_refs = refs(&data.val);
+        let eval_refs = refs(&data.eval);
         note(&format!(
             "{}: reference log-probs in {:.1}s",
             scenario.name,

@@ -18,7 +18,7 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 
 /// Sequences per chunk when scoring many sequences without gradients.
-const SCORE_CHUNK: usize = 512;
+pub const SCORE_CHUNK: usize = 512;
 
 /// A frozen copy of a policy, evaluated without any autodiff graph and never given a code.
 ///

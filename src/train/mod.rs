@@ -136,6 +136,35 @@ impl ReferenceCache {
         pairs: &[PreferencePair],
         separator: u32,
     ) -> Self {
+        Self::compute_with_progress(reference, pairs, separator, |_| {})
+    }
+
+    /// [`ReferenceCache::compute`], calling `progress(pairs scored so far)` after each pass of
+    /// `SCORE_CHUNK / 2` pairs (the passes `compute` makes, so the values are the same).
+    pub fn compute_with_progress<B: Backend>(
+        reference: &Policy<B>,
+        pairs: &[PreferencePair],
+        separator: u32,
+        mut progress: impl FnMut(usize),
+    ) -> Self {
+        let mut all = ReferenceCache {
+            chosen: Vec::with_capacity(pairs.len()),
+            rejected: Vec::with_capacity(pairs.len()),
+        };
+        for block in pairs.chunks(crate::model::SCORE_CHUNK / 2) {
+            let part = Self::compute_block(reference, block, separator);
+            all.chosen.extend(part.chosen);
+            all.rejected.extend(part.rejected);
+            progress(all.chosen.len());
+        }
+        all
+    }
+
+    fn compute_block<B: Backend>(
+        reference: &Policy<B>,
+        pairs: &[PreferencePair],
+        separator: u32,
+    ) -> Self {
         // Each pair's chosen and rejected sequences side by side in one pass, so a pretrained
         // policy's frozen prefix sees their common prompt together and runs it once.
         let seqs: Vec<(Vec<u32>, Vec<u32>)> = pairs

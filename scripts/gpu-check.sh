@@ -26,7 +26,9 @@
 # the persistent cache is not logged), so the kernel count is the number of those lines. The log
 # has no timestamps: the script stamps each of those lines as it appears (tail -F) and estimates
 # the compile seconds as the sum of the gaps between consecutive stamps, each gap capped at
-# COMPILE_GAP_CAP seconds (default 1.0; the issue measured 40-640 ms per kernel). Note that
+# COMPILE_GAP_CAP seconds (default 1.0; the issue measured 40-640 ms per kernel), and splits the
+# count by phase (warm-up, reference caching, each method's training and scoring) from the
+# run's own progress lines, stamped the same way. Note that
 # CUBECL_DEBUG_LOG also turns on cubecl's kernel profiling, so those runs are slower than plain
 # ones; the benches run without it.
 #
@@ -130,6 +132,32 @@ read_compile_log() {
     COMPILE_S=${COMPILE_S:-0.0}
 }
 
+# Kernels per phase of a run: each kernel stamp goes to the phase whose marker line (stamped in
+# NAME.log) came last before it. Markers are lpc-bench's own progress lines: "warm-up on",
+# "reference log-probs of", and, where the binary prints them, "training <method>" and
+# "scoring <method>". Prints "phase N, phase N, ...".
+phase_counts() {
+    local name=$1
+    awk '
+        FNR == 1 { file++ }
+        file == 1 {
+            p = ""
+            if ($0 ~ /: warm-up on /) p = "warm-up"
+            else if ($0 ~ /: reference log-probs of /) p = "reference caching"
+            else if (match($0, /: (training|scoring) [^ ]+/)) p = substr($0, RSTART + 2, RLENGTH - 2)
+            if (p != "") { n++; t[n] = $1 + 0; name[n] = p }
+            next
+        }
+        {
+            s = $1 + 0; k = "start"
+            for (i = 1; i <= n; i++) if (t[i] <= s) k = name[i]
+            if (!(k in count)) order[++m] = k
+            count[k]++
+        }
+        END { for (i = 1; i <= m; i++) printf "%s%s %d", (i > 1 ? ", " : ""), order[i], count[order[i]] }
+    ' "$OUT/$name.log" "$OUT/$name.stamps" 2>/dev/null
+}
+
 # run_step NAME MAX_SECONDS DEBUG_LOG(0|1) COMMAND...: run under `timeout`, output in
 # $OUT/NAME.log, with the cubecl compilation log and its stamps when DEBUG_LOG is 1. Sets
 # STEP_WALL (seconds).
@@ -149,7 +177,9 @@ run_step() {
     rm -f "$OUT/$name.cubecl.log" "$OUT/$name.stamps"
     if ((debug)); then
         : >"$OUT/$name.cubecl.log"
-        CUBECL_DEBUG_LOG="$OUT/$name.cubecl.log" timeout --kill-after=10 "$t" "$@" >"$OUT/$name.log" 2>&1 &
+        # Output lines are stamped too (the phase markers), into NAME.log.
+        CUBECL_DEBUG_LOG="$OUT/$name.cubecl.log" timeout --kill-after=10 "$t" "$@" \
+            > >(while IFS= read -r line; do echo "$EPOCHREALTIME $line"; done >"$OUT/$name.log") 2>&1 &
         pid=$!
         tail --pid="$pid" -s 0.1 -n +1 -F "$OUT/$name.cubecl.log" 2>/dev/null |
             grep --line-buffered -F '[START_KERNEL_COMPILATION]' |
@@ -222,10 +252,13 @@ scenario_step() {
         want_zero=1
         limit=${limit#0k:}
     fi
-    run_step "$name" "$max" 1 "$BIN" run "$scenario" --out "$OUT/$name" --force -q
+    run_step "$name" "$max" 1 "$BIN" run "$scenario" --out "$OUT/$name" --force
     rc=$?
     read_compile_log "$name"
     local detail="wall ${STEP_WALL} s, ${KERNELS} kernels compiled, ~${COMPILE_S} s compiling"
+    local phases
+    phases=$(phase_counts "$name")
+    [[ -n $phases ]] && detail+=" (by phase: $phases)"
     local fs
     fs=$(first_steps "$OUT/$name")
     [[ -n $fs ]] && detail+="; $fs"

@@ -134,8 +134,8 @@ read_compile_log() {
 
 # Kernels per phase of a run: each kernel stamp goes to the phase whose marker line (stamped in
 # NAME.log) came last before it. Markers are lpc-bench's own progress lines: "warm-up on",
-# "reference log-probs of", and, where the binary prints them, "training <method>" and
-# "scoring <method>". Prints "phase N, phase N, ...".
+# "reference log-probs of", "reference log-probs in" (the end of reference caching: training and
+# scoring follow) and, where the binary prints them, "training <method>" and "scoring <method>". Prints "phase N, phase N, ...".
 phase_counts() {
     local name=$1
     awk '
@@ -144,6 +144,7 @@ phase_counts() {
             p = ""
             if ($0 ~ /: warm-up on /) p = "warm-up"
             else if ($0 ~ /: reference log-probs of /) p = "reference caching"
+            else if ($0 ~ /: reference log-probs in /) p = "training and scoring"
             else if (match($0, /: (training|scoring) [^ ]+/)) p = substr($0, RSTART + 2, RLENGTH - 2)
             if (p != "") { n++; t[n] = $1 + 0; name[n] = p }
             next

@@ -526,6 +526,13 @@ impl<B: AutodiffBackend> RunOn<B> {
         let mut diverged = Vec::new();
         let methods = scenario.resolved_methods();
         for (mi, method) in methods.iter().enumerate() {
+            // Phase markers (scripts/gpu-check.sh counts compiled kernels per phase by them).
+            note(&format!(
+                "{}: training {} ({} steps)",
+                scenario.name,
+                method.label,
+                train::total_steps(scenario, method, data.train.len())
+            ));
             let mut observer = crate::progress::MethodProgress::new(
                 &method.label,
                 train::total_steps(scenario, method, data.train.len()),
@@ -578,6 +585,12 @@ impl<B: AutodiffBackend> RunOn<B> {
             }
             save_module(trained.model.clone(), &ckpt_dir.join(&method.label))?;
             let model = trained.model.valid();
+            note(&format!(
+                "{}: scoring {} on {} held-out pairs",
+                scenario.name,
+                method.label,
+                data.eval.len()
+            ));
             let scored = score_model(&model, method, &run, &eval_refs, &train_refs, seed, device);
             row.scores = Some(scored.scores);
             row.bound = Some(method_bound(run.world.as_ref(), data, method, seed));

@@ -20,6 +20,17 @@
 //! criterion).
 //! `LPC_BENCH_PRECISION=bf16|f16` benches the mixed-precision policy (GPU) and divides by the
 //! half-precision matmul peak.
+//!
+//! The group `gpu-shape` times DPO and LPC-DPO (K = 8) at the GPU-sized shape of issue 11's
+//! PyTorch table (d_model 512, 6 layers, 8 heads, 129 tokens, batch 64 pairs; `Shape::gpu`), so
+//! its step ms compare directly with the peer's (f32: 53.3 / 53.8 ms; bf16 + fused attention:
+//! 16.5 / 21.8 ms on an H200). It runs by default on a GPU; on the CPU one step takes tens of
+//! seconds, so it is left out unless `LPC_BENCH_GPU_SHAPE=1`:
+//!
+//! ```text
+//! LPC_BENCH_DEVICE=cuda cargo bench --features cuda --bench train_step -- gpu-shape
+//! LPC_BENCH_DEVICE=cuda LPC_BENCH_PRECISION=bf16 cargo bench --features cuda --bench train_step -- gpu-shape
+//! ```
 
 mod common;
 
@@ -61,6 +72,22 @@ fn bench_on<B: AutodiffBackend>(c: &mut Criterion, device: B::Device, choice: De
         }
         group.finish();
     }
+    if gpu_shape_wanted(choice) {
+        let mut group = c.benchmark_group(format!("train_step-{dev}/gpu-shape"));
+        group
+            .sampling_mode(SamplingMode::Flat)
+            .throughput(Throughput::Elements(Shape::gpu().batch as u64));
+        for (name, toml) in &METHODS[..2] {
+            bench_case::<B>(
+                &mut group,
+                BenchmarkId::new(*name, "d512-l6-t129"),
+                &format!("gpu/{name}"),
+                || Case::new(Shape::gpu(), toml),
+                &device,
+            );
+        }
+        group.finish();
+    }
     if listing_or_testing() {
         return;
     }
@@ -69,6 +96,30 @@ fn bench_on<B: AutodiffBackend>(c: &mut Criterion, device: B::Device, choice: De
         .map(|&n| (matmul_peak::<B::InnerBackend>(&device, n, precision, 5), n))
         .fold((0.0, 0), |best, x| if x.0 > best.0 { x } else { best });
     summary(&dev, peak, side, precision);
+}
+
+/// Whether to bench the GPU-sized shape: always on a GPU, on the CPU only when
+/// `LPC_BENCH_GPU_SHAPE=1` (a step there takes tens of seconds).
+fn gpu_shape_wanted(choice: DeviceChoice) -> bool {
+    !matches!(choice, DeviceChoice::Cpu)
+        || std::env::var("LPC_BENCH_GPU_SHAPE").is_ok_and(|v| v == "1")
+}
+
+/// One table row: step time, throughput and matmul rate of the case recorded under `key`.
+fn row(label: &str, name: &str, key: &str, shape: Shape, toml: &str, peak: f64) {
+    let Some(secs) = seconds_per_iter(key, 10) else {
+        return;
+    };
+    let flops = Case::flops_only(shape, toml) as f64;
+    println!(
+        "| {label} | {name} | {:.2} | {:.0} | {:.0} | {:.3} | {:.2} | {:.1} |",
+        secs * 1e3,
+        shape.batch as f64 / secs,
+        shape.tokens_per_step() as f64 / secs,
+        flops / 1e9,
+        flops / secs / 1e9,
+        100.0 * flops / secs / peak
+    );
 }
 
 /// The table printed after criterion's own output.
@@ -84,21 +135,26 @@ fn summary(dev: &str, peak: f64, side: usize, precision: Precision) {
     println!("|---:|---|---:|---:|---:|---:|---:|---:|");
     for d in WIDTHS {
         for (name, toml) in METHODS {
-            let Some(secs) = seconds_per_iter(&format!("{d}/{name}"), 10) else {
-                continue;
-            };
-            let shape = Shape::standard(d);
-            let flops = Case::flops_only(shape, toml) as f64;
-            println!(
-                "| {d} | {name} | {:.2} | {:.0} | {:.0} | {:.3} | {:.2} | {:.1} |",
-                secs * 1e3,
-                shape.batch as f64 / secs,
-                shape.tokens_per_step() as f64 / secs,
-                flops / 1e9,
-                flops / secs / 1e9,
-                100.0 * flops / secs / peak
-            );
+            let key = format!("{d}/{name}");
+            row(&d.to_string(), name, &key, Shape::standard(d), toml, peak);
         }
+    }
+    for (name, toml) in &METHODS[..2] {
+        let key = format!("gpu/{name}");
+        row(
+            "512 (6 layers, 129 tokens)",
+            name,
+            &key,
+            Shape::gpu(),
+            toml,
+            peak,
+        );
+    }
+    if let (Some(l), Some(d)) = (
+        seconds_per_iter("gpu/lpc-dpo", 10),
+        seconds_per_iter("gpu/dpo", 10),
+    ) {
+        println!("\nGPU-sized shape: LPC-DPO / DPO = {:.3}", l / d);
     }
     println!("\n| d_model | LPC-DPO / DPO | LPC-SimPO / SimPO |");
     println!("|---:|---:|---:|");

@@ -4,12 +4,75 @@
 use crate::train::{CurvePoint, TrainObserver, TrainStatus};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Seconds between the lines a [`Ticker`] prints when there is no live bar (logs, CI).
+pub const TICK_LINE_SECONDS: u64 = 10;
+
+/// The line a [`Ticker`] shows: `"{what}, {s} s elapsed"`.
+pub fn tick_line(what: &str, elapsed: Duration) -> String {
+    format!("{what}, {} s elapsed", elapsed.as_secs())
+}
+
+/// A background thread that says what a long, silent piece of work is doing while it runs:
+/// the first GPU step of a phase compiles its kernels for seconds to minutes and prints
+/// nothing. It updates a visible progress bar's message every second, or, without one, prints
+/// a line to stderr every [`TICK_LINE_SECONDS`] s. Nothing when `quiet`. Stops when dropped.
+pub struct Ticker {
+    stop: Option<mpsc::Sender<()>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Ticker {
+    /// Start ticking for `what` (e.g. `"dpo: step 1: compiling kernels (first step)"`).
+    pub fn start(what: String, bar: Option<ProgressBar>, quiet: bool) -> Self {
+        if quiet {
+            return Ticker {
+                stop: None,
+                handle: None,
+            };
+        }
+        let bar = bar.filter(|b| !b.is_hidden());
+        let (tx, rx) = mpsc::channel::<()>();
+        let clock = Instant::now();
+        let handle = std::thread::spawn(move || {
+            let period = if bar.is_some() {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_secs(TICK_LINE_SECONDS)
+            };
+            while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(period) {
+                let line = tick_line(&what, clock.elapsed());
+                match &bar {
+                    Some(b) => b.set_message(line),
+                    None => eprintln!("{line}"),
+                }
+            }
+        });
+        Ticker {
+            stop: Some(tx),
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
 
 /// A progress bar over one method's optimiser steps.
 pub struct MethodProgress {
     bar: ProgressBar,
     label: String,
     last_eval: String,
+    quiet: bool,
+    first_step: Option<Ticker>,
 }
 
 impl MethodProgress {
@@ -31,6 +94,8 @@ impl MethodProgress {
             bar,
             label: label.to_string(),
             last_eval: String::new(),
+            quiet,
+            first_step: None,
         }
     }
 
@@ -48,7 +113,14 @@ impl MethodProgress {
 }
 
 impl TrainObserver for MethodProgress {
+    fn on_first_step(&mut self) {
+        let what = format!("{}: step 1: compiling kernels (first step)", self.label);
+        self.bar.set_message(what.clone());
+        self.first_step = Some(Ticker::start(what, Some(self.bar.clone()), self.quiet));
+    }
+
     fn on_step(&mut self, _step: usize, loss: f64) {
+        self.first_step = None;
         self.bar.inc(1);
         self.bar
             .set_message(format!("loss {loss:.4} {}", self.last_eval));
@@ -63,5 +135,28 @@ impl TrainObserver for MethodProgress {
             (Some(kl), None) => format!("| val acc {:.3} kl {kl:.3}", p.val_accuracy),
             _ => format!("| val acc {:.3}", p.val_accuracy),
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ticker_line_names_the_work_and_whole_seconds() {
+        // Oracle: the wording, seconds truncated.
+        assert_eq!(
+            tick_line(
+                "dpo: step 1: compiling kernels (first step)",
+                Duration::from_millis(42_900)
+            ),
+            "dpo: step 1: compiling kernels (first step), 42 s elapsed"
+        );
+        // A quiet ticker starts no thread; a hidden bar falls back to lines; both stop on drop.
+        drop(Ticker::start("x".into(), None, true));
+        let hidden = ProgressBar::hidden();
+        let t = Ticker::start("y".into(), Some(hidden), false);
+        assert!(t.handle.is_some());
+        drop(t);
     }
 }

@@ -81,6 +81,8 @@ pub fn device_name(d: DeviceChoice) -> String {
 pub struct Shape {
     pub d_model: usize,
     pub layers: usize,
+    /// Attention heads (`d_model` must be a multiple).
+    pub heads: usize,
     pub batch: usize,
     /// Prompt tokens (the sequence is `prompt + 1 + response`).
     pub prompt_len: usize,
@@ -95,9 +97,24 @@ impl Shape {
         Shape {
             d_model,
             layers: 2,
+            heads: if d_model.is_multiple_of(4) { 4 } else { 1 },
             batch: 64,
             prompt_len: 6,
             response_len: 6,
+        }
+    }
+
+    /// The GPU-sized shape of issue 11's PyTorch table (`scenarios/gpu/two-opposed-check.toml`):
+    /// d_model 512, 6 layers, 8 heads, d_ff = 4 d, 64 + 1 + 64 = 129 tokens, batch 64 pairs
+    /// (128 rows).
+    pub fn gpu() -> Shape {
+        Shape {
+            d_model: 512,
+            layers: 6,
+            heads: 8,
+            batch: 64,
+            prompt_len: 64,
+            response_len: 64,
         }
     }
 
@@ -160,11 +177,7 @@ fn flops(scenario: &CheckedScenario, shape: Shape) -> u64 {
 
 /// The bench scenario of [`Case::new`].
 pub fn bench_scenario(shape: Shape, method_toml: &str) -> CheckedScenario {
-    let heads = if shape.d_model.is_multiple_of(4) {
-        4
-    } else {
-        1
-    };
+    let heads = shape.heads;
     let text = format!(
         "name = \"bench\"\n\
              [world]\nvocab = 16\nprompt_len = {p}\nresponse_len = {r}\nsources = 2\ntypes = 2\n\

@@ -40,6 +40,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     };
     let run = load_data(&scenario, &opts)?;
     let data = &run.data;
+    // The run's fixed batch shape (as `run` uses it).
+    let _shapes = crate::data::batch::fix_shapes(crate::data::batch::FixedShape::of(data));
     let ckpt = dir.join("checkpoints");
     let skeleton = crate::experiment::initial_policy::<CpuBackend>(&scenario, data, &device)?;
     let reference: Policy<CpuBackend> = load(skeleton, &ckpt.join("reference"), &device)?;

@@ -27,6 +27,90 @@
 use super::PreferencePair;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
+
+/// The padded `(L, R)` every batch of a run uses: the data's longest sequence
+/// (`PreferenceData::max_seq_len()`) and longest response.
+///
+/// On a GPU every new tensor shape is a new autotune key and a new set of fused kernels
+/// (issue 11), so a run fixes `L` and `R` once ([`fix_shapes`]) instead of letting them follow
+/// each batch's longest row. Attention is causal and padded response slots are masked, so the
+/// padding changes no result beyond float summation order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixedShape {
+    /// Padded sequence length `L`.
+    pub seq_len: usize,
+    /// Response slots per row `R` (at least 1).
+    pub response_slots: usize,
+}
+
+impl FixedShape {
+    /// The shape of `data`: `L = max_seq_len()`, `R = max(1, max_response_len)`.
+    pub fn of(data: &super::PreferenceData) -> Self {
+        FixedShape {
+            seq_len: data.max_seq_len(),
+            response_slots: data.max_response_len.max(1),
+        }
+    }
+}
+
+/// The shape of one [`SeqBatch`] as built: `(rows N, seq_len L, response_slots R)`.
+pub type BuiltShape = (usize, usize, usize);
+
+thread_local! {
+    static FIXED: Cell<Option<FixedShape>> = const { Cell::new(None) };
+    static RECORDED: RefCell<Option<BTreeSet<BuiltShape>>> = const { RefCell::new(None) };
+}
+
+/// While the returned guard lives, every [`SeqBatch`] built on this thread is padded to `shape`
+/// (a run is single-threaded; tests on other threads are unaffected). Dropping the guard
+/// restores the previous setting.
+pub fn fix_shapes(shape: FixedShape) -> FixedShapeGuard {
+    FixedShapeGuard {
+        previous: FIXED.with(|f| f.replace(Some(shape))),
+    }
+}
+
+/// The shape batches are padded to on this thread, if one is fixed ([`fix_shapes`]).
+pub fn fixed_shape() -> Option<FixedShape> {
+    FIXED.with(Cell::get)
+}
+
+/// Restores the previous fixed shape when dropped (see [`fix_shapes`]).
+#[derive(Debug)]
+pub struct FixedShapeGuard {
+    previous: Option<FixedShape>,
+}
+
+impl Drop for FixedShapeGuard {
+    fn drop(&mut self) {
+        FIXED.with(|f| f.set(self.previous));
+    }
+}
+
+/// Run `f` and return, beside its result, the set of distinct shapes of every [`SeqBatch`]
+/// built on this thread meanwhile (the shape-discipline test reads a whole run through it).
+pub fn recording_shapes<R>(f: impl FnOnce() -> R) -> (R, BTreeSet<BuiltShape>) {
+    let outer = RECORDED.with(|r| r.replace(Some(BTreeSet::new())));
+    let out = f();
+    let seen = RECORDED.with(|r| r.replace(outer)).unwrap_or_default();
+    (out, seen)
+}
+
+fn record(shape: BuiltShape) {
+    RECORDED.with(|r| {
+        if let Some(set) = r.borrow_mut().as_mut() {
+            set.insert(shape);
+        }
+    });
+}
+
+/// Rows per chunk when `n` sequences are processed `chunk` at a time with one shape:
+/// `min(chunk, n)`, every chunk (the last one padded) that many rows.
+pub fn chunk_rows(n: usize, chunk: usize) -> usize {
+    chunk.min(n).max(1)
+}
 
 /// `N` right-padded `[prompt, separator, response]` sequences and their index tensors.
 ///
@@ -54,9 +138,10 @@ pub struct SeqBatch<B: Backend> {
     pub response_lens_host: Vec<usize>,
     /// Number of sequences `N`.
     pub rows: usize,
-    /// Padded sequence length `L = max_b (P_b + 1 + R_b)`.
+    /// Padded sequence length `L = max_b (P_b + 1 + R_b)`, or the run's fixed `L`
+    /// ([`fix_shapes`]).
     pub seq_len: usize,
-    /// Response slots per row `R = max(1, max_b R_b)`.
+    /// Response slots per row `R = max(1, max_b R_b)`, or the run's fixed `R`.
     pub response_slots: usize,
 }
 
@@ -64,15 +149,32 @@ impl<B: Backend> SeqBatch<B> {
     /// Build a batch from `(prompt, response)` pairs joined by `separator`, on `device`.
     ///
     /// Empty prompts and empty responses are allowed (an empty response has sum log-prob 0 and
-    /// its last token is the separator). An empty slice gives a batch of zero rows.
+    /// its last token is the separator). An empty slice gives a batch of zero rows. While a
+    /// shape is fixed on this thread ([`fix_shapes`]) `L` and `R` are the fixed ones.
+    ///
+    /// # Panics
+    /// If a shape is fixed and a sequence or response is longer than it allows (the run fixes
+    /// the data's own maxima, so this is a bug).
     pub fn new(seqs: &[(&[u32], &[u32])], separator: u32, device: &B::Device) -> Self {
         let n = seqs.len();
-        let seq_len = seqs
+        let mut seq_len = seqs
             .iter()
             .map(|(p, r)| p.len() + 1 + r.len())
             .max()
             .unwrap_or(1);
-        let response_slots = seqs.iter().map(|(_, r)| r.len()).max().unwrap_or(0).max(1);
+        let mut response_slots = seqs.iter().map(|(_, r)| r.len()).max().unwrap_or(0).max(1);
+        if let Some(fixed) = fixed_shape() {
+            assert!(
+                seq_len <= fixed.seq_len && response_slots <= fixed.response_slots,
+                "batch needs (L {seq_len}, R {response_slots}) beyond the run's fixed shape \
+                 (L {}, R {})",
+                fixed.seq_len,
+                fixed.response_slots
+            );
+            seq_len = fixed.seq_len;
+            response_slots = fixed.response_slots;
+        }
+        record((n, seq_len, response_slots));
 
         let mut ids = Vec::with_capacity(n * seq_len);
         let mut response_rows = Vec::with_capacity(n * response_slots);
@@ -284,6 +386,46 @@ mod tests {
                 proptest::prop_assert_eq!(batch.response_lens_host[b], y.len());
             }
         }
+    }
+
+    #[test]
+    fn a_fixed_shape_pads_every_batch_and_keeps_the_indices() {
+        // Oracle: the layout doc with L and R replaced by the fixed (7, 4): row 0 = [1,2,9,3]
+        // then three separators, row 1 = [4,9,5,6,7] then two; response rows b*7 + P_b + i.
+        let device = Default::default();
+        let a: (&[u32], &[u32]) = (&[1, 2], &[3]);
+        let b: (&[u32], &[u32]) = (&[4], &[5, 6, 7]);
+        let shape = FixedShape {
+            seq_len: 7,
+            response_slots: 4,
+        };
+        let (batch, seen) = recording_shapes(|| {
+            let _fixed = fix_shapes(shape);
+            SeqBatch::<B>::new(&[a, b], 9, &device)
+        });
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![(2, 7, 4)]);
+        assert_eq!(fixed_shape(), None, "the guard restores the unfixed state");
+        assert_eq!(
+            ints(batch.ids),
+            vec![1, 2, 9, 3, 9, 9, 9, 4, 9, 5, 6, 7, 9, 9]
+        );
+        assert_eq!(ints(batch.response_rows), vec![2, 2, 2, 2, 8, 9, 10, 8]);
+        assert_eq!(ints(batch.separator_rows), vec![2, 8]);
+        assert_eq!(ints(batch.last_rows), vec![3, 11]);
+        assert_eq!(chunk_rows(600, 256), 256);
+        assert_eq!(chunk_rows(200, 256), 200);
+    }
+
+    #[test]
+    #[should_panic(expected = "beyond the run's fixed shape")]
+    fn a_sequence_longer_than_the_fixed_shape_is_refused() {
+        let device = Default::default();
+        let a: (&[u32], &[u32]) = (&[1, 2, 3], &[3]);
+        let _fixed = fix_shapes(FixedShape {
+            seq_len: 4,
+            response_slots: 1,
+        });
+        let _ = SeqBatch::<B>::new(&[a], 9, &device);
     }
 
     #[test]

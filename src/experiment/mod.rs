@@ -12,6 +12,7 @@ pub mod generate;
 pub mod sweep;
 pub mod validate;
 
+use crate::data::batch::FixedShape;
 use crate::data::{PreferenceData, PreferencePair};
 use crate::evaluate::{self, PairPredictions, argmax};
 use crate::model::backbone::{Policy, PolicyConfig, hidden_at_separator};
@@ -397,6 +398,7 @@ fn warm_start<B: AutodiffBackend>(
     run: &RunData,
     policy: Policy<B>,
     note: &dyn Fn(&str),
+    quiet: bool,
 ) -> (Policy<B>, Policy<B::InnerBackend>, Option<f64>) {
     let data = &run.data;
     let seed = scenario.data.seed;
@@ -407,6 +409,15 @@ fn warm_start<B: AutodiffBackend>(
         samples.len(),
         scenario.model.warmup_steps
     ));
+    // On a GPU the first warm-up steps compile their kernels: say so while they run.
+    let ticker = crate::progress::Ticker::start(
+        format!(
+            "{}: warm-up (the first steps compile kernels)",
+            scenario.name
+        ),
+        None,
+        quiet,
+    );
     let (start, warm_losses) = warmup(
         policy,
         &samples,
@@ -416,6 +427,7 @@ fn warm_start<B: AutodiffBackend>(
         scenario.train.batch_size,
         &mut stream(seed, "warmup/order"),
     );
+    drop(ticker);
     let reference = start.valid();
     let warm_kl =
         (!heldout.is_empty()).then(|| kl_ref_to_policy(&reference, &heldout, data.separator()));
@@ -449,6 +461,8 @@ impl<B: AutodiffBackend> RunOn<B> {
         let seed = scenario.data.seed;
         let run = load_data(scenario, opts)?;
         let data = &run.data;
+        // Every batch of the run has the data's longest (L, R) (issue 11: few, fixed shapes).
+        let _shapes = crate::data::batch::fix_shapes(FixedShape::of(data));
         let (ceilings, world_stats) = world_scores(run.world.as_ref(), &data.eval);
 
         let note = |m: &str| {
@@ -474,7 +488,7 @@ impl<B: AutodiffBackend> RunOn<B> {
             let reference = policy.valid();
             (policy, reference, None)
         } else {
-            warm_start(scenario, &run, policy, &note)
+            warm_start(scenario, &run, policy, &note, opts.quiet)
         };
         let ref_clock = std::time::Instant::now();
         note(&format!(
@@ -484,6 +498,11 @@ impl<B: AutodiffBackend> RunOn<B> {
             data.val.len(),
             data.eval.len()
         ));
+        let ticker = crate::progress::Ticker::start(
+            format!("{}: reference log-probs", scenario.name),
+            None,
+            opts.quiet,
+        );
         let total = data.train.len() + data.val.len() + data.eval.len();
         let mut scored = 0;
         let mut refs = |pairs: &[crate::data::PreferencePair]| {
@@ -504,6 +523,7 @@ impl<B: AutodiffBackend> RunOn<B> {
         let train_refs = refs(&data.train);
         let val_refs = refs(&data.val);
         let eval_refs = refs(&data.eval);
+        drop(ticker);
         note(&format!(
             "{}: reference log-probs in {:.1}s",
             scenario.name,
@@ -521,6 +541,13 @@ impl<B: AutodiffBackend> RunOn<B> {
         let mut diverged = Vec::new();
         let methods = scenario.resolved_methods();
         for (mi, method) in methods.iter().enumerate() {
+            // Phase markers (scripts/gpu-check.sh counts compiled kernels per phase by them).
+            note(&format!(
+                "{}: training {} ({} steps)",
+                scenario.name,
+                method.label,
+                train::total_steps(scenario, method, data.train.len())
+            ));
             let mut observer = crate::progress::MethodProgress::new(
                 &method.label,
                 train::total_steps(scenario, method, data.train.len()),
@@ -537,12 +564,12 @@ impl<B: AutodiffBackend> RunOn<B> {
                 device,
             );
             observer.finish(&trained.status);
-            timing.push(TimingRow {
-                method: method.label.clone(),
-                steps: trained.steps_done,
-                train_seconds: trained.seconds,
-                ms_per_step: 1e3 * trained.seconds / trained.steps_done.max(1) as f64,
-            });
+            timing.push(TimingRow::new(
+                &method.label,
+                trained.steps_done,
+                trained.seconds,
+                trained.first_step_seconds,
+            ));
             curves.extend(trained.curve.iter().map(|p| curve_row(&method.label, p)));
             let mut row = MetricsRow {
                 run: RunColumns {
@@ -576,6 +603,12 @@ impl<B: AutodiffBackend> RunOn<B> {
                 &ckpt_dir.join(&method.label),
             )?;
             let model = trained.model.valid();
+            note(&format!(
+                "{}: scoring {} on {} held-out pairs",
+                scenario.name,
+                method.label,
+                data.eval.len()
+            ));
             let scored = score_model(&model, method, &run, &eval_refs, &train_refs, seed, device);
             row.scores = Some(scored.scores);
             row.bound = Some(method_bound(run.world.as_ref(), data, method, seed));

@@ -61,7 +61,9 @@ pub use latent::{
 };
 pub use llama::{Llama, LlamaConfig};
 pub use pretrained::{PretrainedPolicy, Trainable};
-pub use reference::{Reference, SCORE_CHUNK, kl_ref_to_policy, score_responses, warmup};
+pub use reference::{
+    Reference, kl_ref_to_policy, score_responses, score_responses_with_progress, warmup,
+};
 pub use sampling::sample_responses;
 
 /// The pure-Rust CPU backend (burn's `Flex`), for evaluation without gradients.

@@ -8,7 +8,7 @@
 //! [`warmup`], [`kl_ref_to_policy`] and [`Reference`]. It does not own the preference losses.
 
 use super::backbone::{Policy, SeqLogProbs};
-use crate::data::batch::SeqBatch;
+use crate::data::batch::{SeqBatch, chunk_rows};
 use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::ElementConversion;
@@ -17,7 +17,8 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use rand::Rng;
 use rand::seq::SliceRandom;
 
-/// Sequences per chunk when scoring many sequences without gradients.
+/// Sequences per chunk when scoring many sequences without gradients: every chunk of a call
+/// has `min(SCORE_CHUNK, n)` rows (the last one padded), so a call builds one batch shape.
 pub const SCORE_CHUNK: usize = 512;
 
 /// A frozen copy of a policy, evaluated without any autodiff graph and never given a code.
@@ -128,14 +129,34 @@ pub fn score_responses<B: Backend>(
     seqs: &[(Vec<u32>, Vec<u32>)],
     separator: u32,
 ) -> Vec<f64> {
+    score_responses_with_progress(policy, seqs, separator, |_| {})
+}
+
+/// [`score_responses`], calling `progress(sequences scored so far)` after each chunk.
+pub fn score_responses_with_progress<B: Backend>(
+    policy: &Policy<B>,
+    seqs: &[(Vec<u32>, Vec<u32>)],
+    separator: u32,
+    mut progress: impl FnMut(usize),
+) -> Vec<f64> {
     let device = policy.device();
     let mut out = Vec::with_capacity(seqs.len());
-    for chunk in seqs.chunks(SCORE_CHUNK) {
-        let batch = SeqBatch::<B>::from_owned(chunk, separator, &device);
+    // One shape per call: every chunk has `rows` rows, the last one padded with copies of its
+    // last sequence whose scores are dropped (rows are independent, so they change nothing).
+    let rows = chunk_rows(seqs.len(), SCORE_CHUNK);
+    for chunk in seqs.chunks(rows) {
+        let mut borrowed: Vec<(&[u32], &[u32])> = chunk
+            .iter()
+            .map(|(p, r)| (p.as_slice(), r.as_slice()))
+            .collect();
+        let last = borrowed[borrowed.len() - 1];
+        borrowed.resize(rows, last);
+        let batch = SeqBatch::<B>::new(&borrowed, separator, &device);
         let hidden = policy.hidden(batch.ids.clone());
         let sum = policy.log_probs(hidden, &batch, None).sum;
         let values = sum.into_data().convert::<f64>();
-        out.extend(values.iter::<f64>());
+        out.extend(values.iter::<f64>().take(chunk.len()));
+        progress(out.len());
     }
     out
 }

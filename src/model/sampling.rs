@@ -11,8 +11,8 @@
 
 use super::backbone::Policy;
 use crate::data::batch::SeqBatch;
+use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
 use rand::{Rng, RngExt};
 
 /// Sample one response per prompt from `pi(.|x, z)`, with `lens[j]` tokens for prompt j.
@@ -30,9 +30,9 @@ use rand::{Rng, RngExt};
 /// `log pi(y|x,z) - sum_i log(1 - pi(SEP | x, y_<i, z))` (equal to `log pi(y|x,z)` when the
 /// policy puts no mass on the separator, as a warmed-up policy nearly does).
 ///
-/// `z` is `[N, d]` (one code per prompt) or `None`. Prompts are processed together; rows whose
-/// response is complete drop out of later steps. Uniforms are drawn in row order, one per active
-/// row per step.
+/// `z` is `[N, d]` (one code per prompt) or `None`. Prompts are processed together, all `N`
+/// rows every step (one batch shape); rows whose response is complete draw no more tokens.
+/// Uniforms are drawn in row order, one per active row per step.
 ///
 /// # Panics
 /// If `prompts`, `lens` (and `z`) disagree in length, or a sequence exceeds the policy's
@@ -57,27 +57,19 @@ pub fn sample_responses<B: Backend>(
     let mut log_probs = vec![0.0f64; n];
     let steps = lens.iter().copied().max().unwrap_or(0);
     for i in 0..steps {
+        // Every step scores all n rows (rows are independent, so a finished row changes no
+        // other): one batch shape for the whole loop. Only active rows draw a token.
         let active: Vec<usize> = (0..n).filter(|&j| lens[j] > i).collect();
-        let seqs: Vec<(&[u32], &[u32])> = active
-            .iter()
-            .map(|&j| (prompts[j].as_slice(), responses[j].as_slice()))
+        let seqs: Vec<(&[u32], &[u32])> = (0..n)
+            .map(|j| (prompts[j].as_slice(), responses[j].as_slice()))
             .collect();
         let batch = SeqBatch::<B>::new(&seqs, separator, &device);
-        let z_active = z.as_ref().map(|z| {
-            if active.len() == n {
-                z.clone()
-            } else {
-                let idx: Vec<i64> = active.iter().map(|&j| j as i64).collect();
-                let idx =
-                    Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [active.len()]), &device);
-                z.clone().select(0, idx)
-            }
-        });
         let hidden = policy.hidden(batch.ids.clone());
-        let logp = policy.next_token_log_probs(hidden, batch.last_rows.clone(), z_active);
+        let logp = policy.next_token_log_probs(hidden, batch.last_rows.clone(), z.clone());
         let logp = logp.into_data().convert::<f64>();
         let logp: Vec<f64> = logp.iter::<f64>().collect();
-        for (row, &j) in active.iter().enumerate() {
+        for &j in &active {
+            let row = j;
             let dist = &logp[row * vocab..row * vocab + content];
             let (token, lp) = draw_restricted(dist, rng.random::<f64>());
             responses[j].push(token as u32);

@@ -113,12 +113,39 @@ pub struct TimingRow {
     pub method: String,
     /// Optimiser steps taken.
     pub steps: usize,
-    /// Seconds spent training.
+    /// Seconds spent training (the first step included).
     #[serde(with = "num")]
     pub train_seconds: f64,
-    /// Milliseconds per step.
+    /// Milliseconds per step (the first step included).
     #[serde(with = "num")]
     pub ms_per_step: f64,
+    /// Seconds of the first optimiser step alone: on a GPU, kernel compilation and autotuning
+    /// (near 0 with warm caches).
+    #[serde(with = "num")]
+    pub first_step_seconds: f64,
+    /// Milliseconds per step over the steps after the first (the steady state; blank with a
+    /// single step).
+    #[serde(with = "num")]
+    pub steady_ms_per_step: f64,
+}
+
+impl TimingRow {
+    /// The row of a method that took `steps` steps in `train_seconds`, the first of them in
+    /// `first_step_seconds`.
+    pub fn new(method: &str, steps: usize, train_seconds: f64, first_step_seconds: f64) -> Self {
+        TimingRow {
+            method: method.to_string(),
+            steps,
+            train_seconds,
+            ms_per_step: 1e3 * train_seconds / steps.max(1) as f64,
+            first_step_seconds,
+            steady_ms_per_step: if steps > 1 {
+                1e3 * (train_seconds - first_step_seconds).max(0.0) / (steps - 1) as f64
+            } else {
+                f64::NAN
+            },
+        }
+    }
 }
 
 /// A baseline's accuracy in `baselines.csv`: a number, blank (no pairs to score) or `n/a`
@@ -330,6 +357,21 @@ pub mod flag {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timing_rows_split_the_first_step_from_the_steady_ones() {
+        // Oracle: 11 steps in 3 s, the first 2 s: 1 s over 10 steps = 100 ms steady, 3000/11
+        // ms overall; one step has no steady state (NaN, written blank).
+        let r = TimingRow::new("dpo", 11, 3.0, 2.0);
+        assert_eq!(r.first_step_seconds, 2.0);
+        assert!((r.steady_ms_per_step - 100.0).abs() < 1e-9);
+        assert!((r.ms_per_step - 3000.0 / 11.0).abs() < 1e-9);
+        assert!(
+            TimingRow::new("dpo", 1, 3.0, 3.0)
+                .steady_ms_per_step
+                .is_nan()
+        );
+    }
 
     #[test]
     fn rows_write_the_text_the_string_tables_wrote_and_read_back() {

@@ -23,7 +23,7 @@ use crate::model::head::{KlInputs, LatentHead, PairReads};
 use crate::model::latent::{
     LatentHeads, mean_pool_groups, pool_context, posterior_features, posterior_features_mean,
 };
-use crate::model::reference::score_responses;
+use crate::model::reference::score_responses_with_progress;
 use crate::objective::{LogpForm, Lpc, Objective, PairLogps, PreferenceObjective};
 use crate::rng::{SeededRng, derive_seed, stream};
 use crate::scenario::{
@@ -39,7 +39,8 @@ use burn::tensor::{Tensor, TensorData};
 use rand::RngExt;
 use rand::seq::SliceRandom;
 
-/// Pairs per forward pass when evaluating (no gradients).
+/// Pairs per forward pass when evaluating (no gradients): every chunk of an [`evaluate`] call
+/// has `min(EVAL_CHUNK, n)` pairs (the last one padded), so a call builds one batch shape.
 pub const EVAL_CHUNK: usize = 256;
 
 /// A policy plus whatever latent machinery its method uses.
@@ -139,31 +140,12 @@ impl ReferenceCache {
         Self::compute_with_progress(reference, pairs, separator, |_| {})
     }
 
-    /// [`ReferenceCache::compute`], calling `progress(pairs scored so far)` after each pass of
-    /// `SCORE_CHUNK / 2` pairs (the passes `compute` makes, so the values are the same).
+    /// [`ReferenceCache::compute`], calling `progress(pairs scored so far)` after each pass.
     pub fn compute_with_progress<B: Backend>(
         reference: &Policy<B>,
         pairs: &[PreferencePair],
         separator: u32,
         mut progress: impl FnMut(usize),
-    ) -> Self {
-        let mut all = ReferenceCache {
-            chosen: Vec::with_capacity(pairs.len()),
-            rejected: Vec::with_capacity(pairs.len()),
-        };
-        for block in pairs.chunks(crate::model::SCORE_CHUNK / 2) {
-            let part = Self::compute_block(reference, block, separator);
-            all.chosen.extend(part.chosen);
-            all.rejected.extend(part.rejected);
-            progress(all.chosen.len());
-        }
-        all
-    }
-
-    fn compute_block<B: Backend>(
-        reference: &Policy<B>,
-        pairs: &[PreferencePair],
-        separator: u32,
     ) -> Self {
         // Each pair's chosen and rejected sequences side by side in one pass, so a pretrained
         // policy's frozen prefix sees their common prompt together and runs it once.
@@ -176,7 +158,8 @@ impl ReferenceCache {
                 ]
             })
             .collect();
-        let scores = score_responses(reference, &seqs, separator);
+        let scores =
+            score_responses_with_progress(reference, &seqs, separator, |n| progress(n / 2));
         ReferenceCache {
             chosen: scores.iter().step_by(2).copied().collect(),
             rejected: scores.iter().skip(1).step_by(2).copied().collect(),
@@ -441,34 +424,76 @@ pub fn evaluate<B: Backend>(
     let mut kl: Option<Vec<f64>> = None;
     let mut post: Option<Vec<Vec<f64>>> = None;
     let mut prior: Option<Vec<Vec<f64>>> = None;
-    for start in (0..pairs.len()).step_by(EVAL_CHUNK) {
-        let end = (start + EVAL_CHUNK).min(pairs.len());
-        let chunk: Vec<&PreferencePair> = pairs[start..end].iter().collect();
-        let ctx_pairs: Vec<&PreferencePair> = if ctx.method.context > 0 {
+    // One batch shape per call: every chunk has `rows` pairs, the last one padded with copies
+    // of its last pair (and that pair's context) whose results are dropped.
+    let rows = crate::data::batch::chunk_rows(pairs.len(), EVAL_CHUNK);
+    for start in (0..pairs.len()).step_by(rows) {
+        let end = (start + rows).min(pairs.len());
+        let real = end - start;
+        let mut chunk: Vec<&PreferencePair> = pairs[start..end].iter().collect();
+        let mut ctx_pairs: Vec<&PreferencePair> = if ctx.method.context > 0 {
             (start..end).flat_map(|i| pool.draw(i, rng)).collect()
         } else {
             Vec::new()
         };
+        let mut code_choice = choice(&pairs[start..end]);
+        // A prior *sample* draws from `rng` once per row: padded rows would move the stream
+        // every later draw reads, so that one case keeps its short last chunk.
+        let sampled = matches!(code_choice, CodeChoice::Prior)
+            && ctx.method.inference == crate::scenario::InferenceMode::Sample;
+        let pad = if sampled { 0 } else { rows - real };
+        if pad > 0 {
+            chunk.resize(rows, &pairs[end - 1]);
+            let per_pair = ctx_pairs.len() / real;
+            let tail = ctx_pairs[ctx_pairs.len() - per_pair..].to_vec();
+            for _ in 0..pad {
+                ctx_pairs.extend_from_slice(&tail);
+            }
+            if let CodeChoice::Fixed(idx) = &mut code_choice {
+                let last = idx[idx.len() - 1];
+                idx.resize(rows, last);
+            }
+        }
+        let padded = |v: &[f64]| {
+            let mut v = v.to_vec();
+            v.resize(real + pad, v[real - 1]);
+            v
+        };
+        let (rc, rr) = (
+            padded(&refs.chosen[start..end]),
+            padded(&refs.rejected[start..end]),
+        );
         let fwd = forward_pairs(
             model,
             ctx,
             &chunk,
             &ctx_pairs,
-            (&refs.chosen[start..end], &refs.rejected[start..end]),
-            &choice(&pairs[start..end]),
+            (&rc, &rr),
+            &code_choice,
             rng,
             device,
         );
         let out = pair_loss(ctx, fwd, ctx.method.lambda);
-        margins.extend(to_host(out.margins));
-        base.extend(to_host(out.base_losses));
-        objective.extend(to_host(out.losses.detach()));
+        let keep = |mut v: Vec<f64>| {
+            v.truncate(real);
+            v
+        };
+        margins.extend(keep(to_host(out.margins)));
+        base.extend(keep(to_host(out.base_losses)));
+        objective.extend(keep(to_host(out.losses.detach())));
         if let Some(k) = out.kl {
-            kl.get_or_insert_with(Vec::new).extend(to_host(k));
+            kl.get_or_insert_with(Vec::new).extend(keep(to_host(k)));
         }
         if let Some((q, p)) = out.probs {
-            post.get_or_insert_with(Vec::new).extend(rows_to_host(q));
-            prior.get_or_insert_with(Vec::new).extend(rows_to_host(p));
+            let keep_rows = |mut v: Vec<Vec<f64>>| {
+                v.truncate(real);
+                v
+            };
+            post.get_or_insert_with(Vec::new)
+                .extend(keep_rows(rows_to_host(q)));
+            prior
+                .get_or_insert_with(Vec::new)
+                .extend(keep_rows(rows_to_host(p)));
         }
     }
     let n = pairs.len().max(1) as f64;
@@ -564,10 +589,15 @@ pub struct TrainedMethod<B: AutodiffBackend> {
     pub selected_step: usize,
     /// Wall-clock seconds of training.
     pub seconds: f64,
+    /// Wall-clock seconds of the first optimiser step alone (on a GPU: kernel compilation and
+    /// autotuning; part of `seconds`).
+    pub first_step_seconds: f64,
 }
 
 /// Observer of a method's training: progress display and logging hook in here.
 pub trait TrainObserver {
+    /// Before the first optimiser step (on a GPU it compiles the step's kernels).
+    fn on_first_step(&mut self) {}
     /// After every optimiser step.
     fn on_step(&mut self, _step: usize, _loss: f64) {}
     /// After every held-out evaluation.
@@ -898,8 +928,13 @@ pub fn train_method<B: AutodiffBackend>(
         scenario.train.select
     };
 
+    let mut first_step_seconds = 0.0;
     for (step, idx) in batches.iter().enumerate() {
         let plan = StepSchedule::at(scenario, method, step, total);
+        if step == 0 {
+            observer.on_first_step();
+        }
+        let step_clock = std::time::Instant::now();
         let out = train_step(
             model,
             &mut optim,
@@ -913,6 +948,9 @@ pub fn train_method<B: AutodiffBackend>(
         );
         model = out.model;
         let loss_value = out.loss;
+        if step == 0 {
+            first_step_seconds = step_clock.elapsed().as_secs_f64();
+        }
         if !loss_value.is_finite() {
             status = TrainStatus::Diverged { step };
             break;
@@ -958,6 +996,7 @@ pub fn train_method<B: AutodiffBackend>(
         steps_done,
         selected_step,
         seconds: clock.elapsed().as_secs_f64(),
+        first_step_seconds,
     }
 }
 
@@ -996,7 +1035,7 @@ mod tests {
             .iter()
             .map(|p| (p.prompt.clone(), p.chosen.clone()))
             .collect();
-        score_responses(&model.policy.valid(), &seqs, data.separator())
+        crate::model::score_responses(&model.policy.valid(), &seqs, data.separator())
     }
 
     #[test]

@@ -17,6 +17,7 @@
 use lpc_bench::data::PreferencePair;
 use lpc_bench::data::real::model_tokenizer;
 use lpc_bench::model::{CpuBackend, Policy, PretrainedPolicy, Trainable};
+use lpc_bench::rng::splitmix64;
 use lpc_bench::train::ReferenceCache;
 use std::path::Path;
 use std::time::Instant;
@@ -53,8 +54,10 @@ fn main() {
         .expect("model loads"),
     );
     let load = t.elapsed().as_secs_f64();
-    // Deterministic ids (a multiplicative hash), no special tokens; chosen and rejected differ.
-    let tok = |i: usize| 200 + ((i as u64 * 2_654_435_761) % 48_000) as u32;
+    // Deterministic ids (splitmix64 of the pair and position), no special tokens; every pair's
+    // prompt and responses are distinct (a multiplicative hash repeated them every 48 pairs, and
+    // the memo then skipped the repeats).
+    let tok = |i: usize| 200 + (splitmix64(i as u64) % 48_000) as u32;
     let pairs: Vec<PreferencePair> = (0..pairs_n)
         .map(|p| PreferencePair {
             prompt: (0..PROMPT).map(|i| tok(p * 1000 + i)).collect(),
@@ -66,6 +69,8 @@ fn main() {
             truth: None,
         })
         .collect();
+    let distinct: std::collections::HashSet<&Vec<u32>> = pairs.iter().map(|p| &p.prompt).collect();
+    assert_eq!(distinct.len(), pairs_n, "every pair has its own prompt");
     let t = Instant::now();
     let refs = ReferenceCache::compute(&policy, &pairs, sep);
     let score = t.elapsed().as_secs_f64();

@@ -9,7 +9,7 @@
 
 use lpc_bench::data::batch::{BuiltShape, recording_shapes};
 use lpc_bench::experiment::{RunOptions, run_scenario};
-use lpc_bench::scenario::Scenario;
+use lpc_bench::scenario::{CheckedScenario, Scenario};
 use std::collections::BTreeSet;
 
 /// The bound: distinct `(rows, L, R)` shapes a whole run (warm-up, reference caching, training
@@ -19,7 +19,7 @@ const MAX_SHAPES: usize = 8;
 /// A world whose responses vary in length (2..=6 tokens, so batches' own longest rows vary),
 /// with splits larger than the scoring chunks (512 sequences, 256 pairs) so that last chunks
 /// are short and must be padded.
-fn scenario(train: usize, heldout: usize, steps: usize) -> Scenario {
+fn scenario(train: usize, heldout: usize, steps: usize) -> CheckedScenario {
     let text = format!(
         r#"
 name = "shapes"
@@ -52,7 +52,7 @@ codebook = 2
     Scenario::from_toml_str(&text, "shapes").unwrap()
 }
 
-fn shapes_of(s: &Scenario) -> BTreeSet<BuiltShape> {
+fn shapes_of(s: &CheckedScenario) -> BTreeSet<BuiltShape> {
     let dir = tempfile::tempdir().unwrap();
     let opts = RunOptions {
         quiet: true,

@@ -339,23 +339,12 @@ pub struct Llama<B: Backend> {
     pub(crate) context_length: usize,
 }
 
-/// The causal mask and RoPE tables for `n` sequences of length `l`, head size `dh`: rotation
-/// angle `p * base^(-2i / rope_dim)` for pair i at position p (dimensions past `rope_dim` are
-/// not rotated).
+/// The causal mask and RoPE tables for `n` sequences of `l` positions that follow `past`
+/// cached ones (positions `past .. past + l`; `past = 0` without a cache), head size `dh`:
+/// rotation angle `p * base^(-2i / rope_dim)` for pair i at position p (dimensions past
+/// `rope_dim` are not rotated); each query reads every cached key and the keys up to its own
+/// position.
 pub(crate) fn rope_aux<B: Backend>(
-    n: usize,
-    l: usize,
-    dh: usize,
-    rope_base: f64,
-    rope_dim: usize,
-    device: &B::Device,
-) -> Aux<B> {
-    rope_aux_after(n, l, 0, dh, rope_base, rope_dim, device)
-}
-
-/// [`rope_aux`] for `l` positions that follow `past` cached ones: positions `past .. past + l`,
-/// each query reading every cached key and the keys up to its own position.
-pub(crate) fn rope_aux_after<B: Backend>(
     n: usize,
     l: usize,
     past: usize,
@@ -509,7 +498,7 @@ impl<B: Backend> Llama<B> {
     }
 
     fn aux(&self, n: usize, l: usize, dh: usize, device: &B::Device) -> Aux<B> {
-        rope_aux(n, l, dh, self.rope_base, self.rope_dim, device)
+        rope_aux(n, l, 0, dh, self.rope_base, self.rope_dim, device)
     }
 
     /// The residual stream `[N*L, d]` after the token embedding and the first `blocks` blocks
@@ -546,7 +535,7 @@ impl<B: Backend> Llama<B> {
         let dh = self.blocks.first().map_or(d, |b| d / b.n_heads);
         let device = prefixes.device();
         let aux_prefix = self.aux(m, c, dh, &device);
-        let aux_tails = rope_aux_after(g, t, c, dh, self.rope_base, self.rope_dim, &device);
+        let aux_tails = rope_aux(g, t, c, dh, self.rope_base, self.rope_dim, &device);
         let embed = |ids: Tensor<B, 2, Int>, rows: usize| {
             burn::tensor::module::embedding(self.token_embd.val(), ids).reshape([rows, d])
         };

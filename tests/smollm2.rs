@@ -304,6 +304,14 @@ fn missing_model_says_how_to_fetch() {
     assert!(e.contains("scripts/fetch-model.sh"), "{e}");
 }
 
+/// Largest `|a_i - b_i|` over the common length of two slices.
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
 /// The pretrained policy is the model: with `trainable = "last:2"` (frozen prefix on the host,
 /// memoised, plus two blocks) and with `"all"`, its hidden states and output logits equal
 /// [`Llama::hidden`] and [`Llama::logits_from_hidden`] of the whole model (oracle: the model
@@ -344,11 +352,7 @@ fn pretrained_policy_equals_the_whole_model() {
         );
         let h = policy.hidden(ids(10));
         let got: Vec<f32> = h.clone().into_data().to_vec().unwrap();
-        let worst = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let worst = max_abs_diff(&got, &want);
         assert!(worst < 1e-4, "{trainable:?}: hidden differs by {worst}");
         let Policy::Pretrained(p) = &policy else {
             unreachable!()
@@ -358,22 +362,14 @@ fn pretrained_policy_equals_the_whole_model() {
             .into_data()
             .to_vec()
             .unwrap();
-        let worst = logits
-            .iter()
-            .zip(&want_logits)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let worst = max_abs_diff(&logits, &want_logits);
         assert!(worst < 1e-3, "{trainable:?}: logits differ by {worst}");
         // Padded to 14: the first 10 positions of each row are unchanged.
         let longer: Vec<f32> = policy.hidden(ids(14)).into_data().to_vec().unwrap();
         for r in 0..rows.len() {
             let a = &longer[r * 14 * 576..(r * 14 + 10) * 576];
             let b = &got[r * 10 * 576..(r + 1) * 10 * 576];
-            let worst = a
-                .iter()
-                .zip(b)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0f32, f32::max);
+            let worst = max_abs_diff(a, b);
             assert!(
                 worst < 1e-4,
                 "{trainable:?}: padding changed row {r} by {worst}"

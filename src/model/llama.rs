@@ -497,8 +497,18 @@ impl<B: Backend> Llama<B> {
         self.blocks.len()
     }
 
-    fn aux(&self, n: usize, l: usize, dh: usize, device: &B::Device) -> Aux<B> {
-        rope_aux(n, l, 0, dh, self.rope_base, self.rope_dim, device)
+    /// [`rope_aux`] for `n` rows of `l` positions after `past` cached ones, at this model's
+    /// head size and RoPE settings.
+    fn aux(&self, n: usize, l: usize, past: usize, device: &B::Device) -> Aux<B> {
+        let d = self.d_model();
+        let dh = self.blocks.first().map_or(d, |b| d / b.n_heads);
+        rope_aux(n, l, past, dh, self.rope_base, self.rope_dim, device)
+    }
+
+    /// The token embedding of ids `[N, L]`, flattened to the residual stream `[N*L, d]`.
+    fn embed(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+        let [n, l] = ids.dims();
+        burn::tensor::module::embedding(self.token_embd.val(), ids).reshape([n * l, self.d_model()])
     }
 
     /// The residual stream `[N*L, d]` after the token embedding and the first `blocks` blocks
@@ -506,10 +516,8 @@ impl<B: Backend> Llama<B> {
     /// train ([`crate::model::pretrained`]).
     pub fn residual(&self, ids: Tensor<B, 2, Int>, blocks: usize) -> Tensor<B, 2> {
         let [n, l] = ids.dims();
-        let d = self.d_model();
-        let dh = self.blocks.first().map_or(d, |b| d / b.n_heads);
-        let aux = self.aux(n, l, dh, &ids.device());
-        let x = burn::tensor::module::embedding(self.token_embd.val(), ids).reshape([n * l, d]);
+        let aux = self.aux(n, l, 0, &ids.device());
+        let x = self.embed(ids);
         self.blocks[..blocks]
             .iter()
             .fold(x, |x, b| b.forward(x, &aux))
@@ -531,15 +539,10 @@ impl<B: Backend> Llama<B> {
     ) -> (Tensor<B, 2>, Tensor<B, 2>) {
         let [m, c] = prefixes.dims();
         let [g, t] = tails.dims();
-        let d = self.d_model();
-        let dh = self.blocks.first().map_or(d, |b| d / b.n_heads);
         let device = prefixes.device();
-        let aux_prefix = self.aux(m, c, dh, &device);
-        let aux_tails = rope_aux(g, t, c, dh, self.rope_base, self.rope_dim, &device);
-        let embed = |ids: Tensor<B, 2, Int>, rows: usize| {
-            burn::tensor::module::embedding(self.token_embd.val(), ids).reshape([rows, d])
-        };
-        let (mut xp, mut xt) = (embed(prefixes, m * c), embed(tails, g * t));
+        let aux_prefix = self.aux(m, c, 0, &device);
+        let aux_tails = self.aux(g, t, c, &device);
+        let (mut xp, mut xt) = (self.embed(prefixes), self.embed(tails));
         for block in &self.blocks[..blocks] {
             let (yp, kv) = block.forward_cached(xp, &aux_prefix, None);
             xt = block.forward_cached(xt, &aux_tails, Some((&kv, &owner))).0;
@@ -614,7 +617,7 @@ mod tests {
             rope_dim: 4,
             context_length: 8,
         };
-        let aux = model.aux(1, 2, 4, &device);
+        let aux = model.aux(1, 2, 0, &device);
         let x = Tensor::<CpuBackend, 2>::from_data(
             TensorData::new(vec![1.0f32, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0], [2, 4]),
             &device,

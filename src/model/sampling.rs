@@ -59,7 +59,6 @@ pub fn sample_responses<B: Backend>(
     for i in 0..steps {
         // Every step scores all n rows (rows are independent, so a finished row changes no
         // other): one batch shape for the whole loop. Only active rows draw a token.
-        let active: Vec<usize> = (0..n).filter(|&j| lens[j] > i).collect();
         let seqs: Vec<(&[u32], &[u32])> = (0..n)
             .map(|j| (prompts[j].as_slice(), responses[j].as_slice()))
             .collect();
@@ -68,9 +67,8 @@ pub fn sample_responses<B: Backend>(
         let logp = policy.next_token_log_probs(hidden, batch.last_rows.clone(), z.clone());
         let logp = logp.into_data().convert::<f64>();
         let logp: Vec<f64> = logp.iter::<f64>().collect();
-        for &j in &active {
-            let row = j;
-            let dist = &logp[row * vocab..row * vocab + content];
+        for j in (0..n).filter(|&j| lens[j] > i) {
+            let dist = &logp[j * vocab..j * vocab + content];
             let (token, lp) = draw_restricted(dist, rng.random::<f64>());
             responses[j].push(token as u32);
             log_probs[j] += lp;

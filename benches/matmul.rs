@@ -1,8 +1,10 @@
 //! The backend's own large-matmul rate: square matmuls `C = A B` of side 512, 1024 and 2048 in
 //! f32 on the same backend the training step runs on (burn Flex on the CPU); with
 //! `LPC_BENCH_DEVICE=cuda` and `--features cuda`, sides 1024 to 8192 in f32, bf16 and f16. Criterion's throughput is in FLOPs
-//! (`2 n^3` per product), so its `elem/s` reads as FLOP/s; the train-step bench divides its
-//! achieved matmul FLOP/s by the best of these.
+//! (`2 n^3` per product), so its `elem/s` reads as FLOP/s. On the CPU the bench then prints the
+//! cores' own FMA peak (`common::core_fma_peak`: clock x FMA width, measured), against which the
+//! train-step bench reports its fraction; on a GPU the train-step bench divides by the best of
+//! the matmul rates.
 //!
 //! ```text
 //! cargo bench --bench matmul
@@ -68,4 +70,19 @@ fn main() {
         DeviceChoice::Cuda(_) => unreachable!("bench_device rejects cuda without the feature"),
     }
     c.final_summary();
+    // The cores' own peak beside criterion's matmul rates: the rates above are a library's
+    // best, this is the hardware's (clock x FMA width, measured here).
+    if matches!(device, DeviceChoice::Cpu)
+        && !common::listing_or_testing()
+        && let Some(core) = common::core_fma_peak(5)
+    {
+        println!(
+            "core FMA peak (one core): {:.1} GFLOP/s = {:.2} GHz x 32 f32 FLOP/cycle (2 FMA units x \
+             8 lanes x 2); x {} rayon thread(s) = {:.1} GFLOP/s",
+            core / 1e9,
+            core / 32e9,
+            rayon::current_num_threads(),
+            core * rayon::current_num_threads() as f64 / 1e9
+        );
+    }
 }

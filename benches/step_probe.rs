@@ -9,7 +9,9 @@
 //!
 //! Defaults: d_model 64, 80 steps, `lpc-dpo`, prompt = response = 6 tokens, K = 8 codes for
 //! `lpc-*` methods (the train-step bench's base case, `benches/common`). Prints the minimum, 25th percentile and
-//! median step time in ms after 3 untimed steps; the minimum is the least disturbed step.
+//! median step time in ms after 3 untimed steps (the minimum is the least disturbed step), the
+//! step's matmul FLOPs, and the core's FMA peak measured right after
+//! ([`common::core_fma_peak`]) with the median step's matmul rate as a share of it.
 
 mod common;
 
@@ -54,8 +56,20 @@ fn main() {
         .map(|_| stepper.timed(1).as_secs_f64() * 1e3)
         .collect();
     ms.sort_by(f64::total_cmp);
+    let median = ms[ms.len() / 2];
+    let gflop = case.flops_per_step() as f64 / 1e9;
+    // The core's own peak, measured right after the steps (one thread: the probe's setting).
+    let peak = common::core_fma_peak(3).map_or(String::new(), |p| {
+        format!(
+            "; core FMA peak {:.1} GFLOP/s ({:.2} GHz x 32 FLOP/cycle), median at {:.0} % of it",
+            p / 1e9,
+            p / 32e9,
+            100.0 * gflop / (median / 1e3) / (p / 1e9)
+        )
+    });
     println!(
-        "d_model {d}, {method}{}, {} tokens, {} steps: min {:.2} ms, p25 {:.2} ms, median {:.2} ms",
+        "d_model {d}, {method}{}, {} tokens, {} steps: min {:.2} ms, p25 {:.2} ms, median {:.2} ms; \
+         {gflop:.3} matmul GFLOP/step{peak}",
         if method.starts_with("lpc-") {
             format!(" K={k}")
         } else {
@@ -65,6 +79,6 @@ fn main() {
         ms.len(),
         ms[0],
         ms[ms.len() / 4],
-        ms[ms.len() / 2]
+        median
     );
 }

@@ -15,9 +15,11 @@
 //! ```
 //!
 //! FLOPs per step come from `model::matmul_flops_per_step` (forward + backward = 3 x forward
-//! matmul FLOPs); the peak is the best rate of square matmuls on the same backend (512^2 to
-//! 2048^2 on the CPU, 4096^2 and 8192^2 on a GPU; `benches/matmul.rs` measures them under
-//! criterion).
+//! matmul FLOPs). On the CPU the peak is the cores' own: one core's FMA throughput measured in
+//! the same process (`common::core_fma_peak`: clock x 32 f32 FLOPs per cycle) times the rayon
+//! threads; the best square matmul (512^2 to 2048^2) is printed beside it. On a GPU the peak is
+//! the best rate of square matmuls of side 4096 and 8192 (`benches/matmul.rs` measures them
+//! under criterion).
 //! `LPC_BENCH_PRECISION=bf16|f16` benches the mixed-precision policy (GPU) and divides by the
 //! half-precision matmul peak.
 //!
@@ -91,11 +93,33 @@ fn bench_on<B: AutodiffBackend>(c: &mut Criterion, device: B::Device, choice: De
     if listing_or_testing() {
         return;
     }
-    let (peak, side) = peak_sides(choice)
+    let (matmul, side) = peak_sides(choice)
         .iter()
         .map(|&n| (matmul_peak::<B::InnerBackend>(&device, n, precision, 5), n))
         .fold((0.0, 0), |best, x| if x.0 > best.0 { x } else { best });
-    summary(&dev, peak, side, precision);
+    let matmul_text = format!(
+        "best square matmul {:.1} GFLOP/s ({side}^2 {})",
+        matmul / 1e9,
+        precision.as_str()
+    );
+    // On the CPU the fraction is of the cores' own peak (clock x FMA width, measured), not of
+    // the matmul library's best; on a GPU, of the best large matmul.
+    let (peak, peak_text) = match (choice, common::core_fma_peak(3)) {
+        (DeviceChoice::Cpu, Some(core)) => {
+            let threads = rayon::current_num_threads();
+            (
+                core * threads as f64,
+                format!(
+                    "core FMA peak {:.1} GFLOP/s ({:.2} GHz x 32 FLOP/cycle) x {threads} \
+                     thread(s); {matmul_text}",
+                    core / 1e9,
+                    core / 32e9
+                ),
+            )
+        }
+        _ => (matmul, matmul_text),
+    };
+    summary(&dev, peak, &peak_text);
 }
 
 /// Whether to bench the GPU-sized shape: always on a GPU, on the CPU only when
@@ -123,11 +147,10 @@ fn row(label: &str, name: &str, key: &str, shape: Shape, toml: &str, peak: f64) 
 }
 
 /// The table printed after criterion's own output.
-fn summary(dev: &str, peak: f64, side: usize, precision: Precision) {
+fn summary(dev: &str, peak: f64, peak_text: &str) {
     println!(
-        "\n## train_step on {dev}: matmul peak {:.1} GFLOP/s (best square matmul: {side}^2 {})\n",
-        peak / 1e9,
-        precision.as_str()
+        "\n## train_step on {dev}: % of peak against {:.1} GFLOP/s ({peak_text})\n",
+        peak / 1e9
     );
     println!(
         "| d_model | method | step ms | pairs/s | tokens/s | matmul GFLOP/step | GFLOP/s | % of peak |"

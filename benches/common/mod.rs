@@ -330,6 +330,67 @@ pub fn matmul_peak<B: Backend>(
     2.0 * (n as f64).powi(3) / best
 }
 
+/// One core's f32 FMA peak in FLOP/s, measured: clock x FMA width, run rather than read from a
+/// data sheet (a virtual machine's clock varies with its host's load, so the figure is taken in
+/// the same process, minutes apart at most, as the rates divided by it).
+///
+/// The loop keeps 12 independent 8-wide AVX2 FMA chains in flight (enough to cover the FMA
+/// latency on two FMA pipes), so it runs at the core's FMA throughput: `2 x 8 x 2 = 32` f32
+/// FLOPs per cycle on a core with two 256-bit FMA units (Zen 4, which splits AVX-512 into two
+/// halves, peaks at the same rate). The best of `reps` runs of about 0.2 s each. `None` on a
+/// CPU without AVX2 and FMA (or not x86-64).
+pub fn core_fma_peak(reps: usize) -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+            return None;
+        }
+        const ITERS: u64 = 40_000_000;
+        let best = (0..reps.max(1))
+            .map(|_| {
+                let clock = Instant::now();
+                // SAFETY: the CPU has AVX2 and FMA (checked above).
+                std::hint::black_box(unsafe { fma_chains(ITERS) });
+                clock.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min);
+        Some((ITERS * FMA_CHAINS as u64 * 16) as f64 / best)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = reps;
+        None
+    }
+}
+
+/// Independent FMA chains in [`core_fma_peak`]'s loop.
+#[cfg(target_arch = "x86_64")]
+const FMA_CHAINS: usize = 12;
+
+/// `iters` rounds of [`FMA_CHAINS`] independent `a = a * m + c` on 8-wide f32 vectors.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma_chains(iters: u64) -> f32 {
+    use std::arch::x86_64::{
+        __m256, _mm256_add_ps, _mm256_fmadd_ps, _mm256_set1_ps, _mm256_storeu_ps,
+    };
+    let m = _mm256_set1_ps(0.999_999);
+    let c = _mm256_set1_ps(1e-7);
+    let mut acc: [__m256; FMA_CHAINS] = [_mm256_set1_ps(1.0); FMA_CHAINS];
+    for _ in 0..iters {
+        for a in acc.iter_mut() {
+            *a = _mm256_fmadd_ps(*a, m, c);
+        }
+    }
+    let sum = acc
+        .iter()
+        .fold(_mm256_set1_ps(0.0), |s, &a| _mm256_add_ps(s, a));
+    let mut lanes = [0f32; 8];
+    // SAFETY: `lanes` holds 8 f32.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), sum) };
+    lanes.iter().sum()
+}
+
 /// Two seeded `n x n` standard-normal operands in `precision`.
 pub fn square_operands<B: Backend>(
     device: &B::Device,

@@ -169,7 +169,17 @@ impl<B: Backend> Block<B> {
     ) -> Tensor<B, 2> {
         let [rows, d] = x.dims();
         let (h, dk) = (self.n_heads, d / self.n_heads);
-        let split_heads = |t: Tensor<B, 2>| t.reshape([n, l, h, dk]).swap_dims(1, 2);
+        let device = x.device();
+        // Heads split and merged as row permutations of `[N*L*h, dk]` (see [`head_order`]).
+        let (to_heads, from_heads) = (
+            head_order::<B>(n, l, h, false, &device),
+            head_order::<B>(n, l, h, true, &device),
+        );
+        let split_heads = |t: Tensor<B, 2>| {
+            t.reshape([rows * h, dk])
+                .select(0, to_heads.clone())
+                .reshape([n, h, l, dk])
+        };
         let linear = |layer: &Linear<B>, t: Tensor<B, 2>| linear_in(layer, t, compute);
         let a = self.attn_norm.forward(x.clone());
         let q = split_heads(linear(&self.query, a.clone()));
@@ -183,7 +193,8 @@ impl<B: Backend> Block<B> {
             + causal;
         let scores = scores.reshape([n, h, l, l]);
         let context = matmul_in(softmax(scores, 3), v, compute)
-            .swap_dims(1, 2)
+            .reshape([rows * h, dk])
+            .select(0, from_heads)
             .reshape([rows, d]);
         let x = x + self.dropout.forward(linear(&self.attn_out, context));
         let f = self.ff_norm.forward(x.clone());
@@ -193,6 +204,38 @@ impl<B: Backend> Block<B> {
         );
         x + self.dropout.forward(f)
     }
+}
+
+/// The row permutation between the sequence-major layout `[N, L, h, dk]` of a projection's
+/// output and the head-major layout `[N, h, L, dk]` attention reads, both seen as `[N*L*h, dk]`
+/// rows: row `(b*h + j)*L + i` of the head-major layout is row `(b*L + i)*h + j` of the
+/// sequence-major one (`inverse = false`), and the inverse map for `inverse = true`.
+///
+/// A row select copies whole `dk`-wide rows (forward) and scatters them back (backward), where a
+/// `swap_dims(1, 2)` view costs a four-dimensional strided copy that the CPU backend walks one
+/// element at a time (its backward reshape): the same result, measured faster in
+/// docs/PERFORMANCE.md.
+pub fn head_order<B: Backend>(
+    n: usize,
+    l: usize,
+    h: usize,
+    inverse: bool,
+    device: &B::Device,
+) -> Tensor<B, 1, Int> {
+    let mut order = vec![0i64; n * l * h];
+    for b in 0..n {
+        for j in 0..h {
+            for i in 0..l {
+                let (head_major, seq_major) = ((b * h + j) * l + i, (b * l + i) * h + j);
+                if inverse {
+                    order[seq_major] = head_major as i64;
+                } else {
+                    order[head_major] = seq_major as i64;
+                }
+            }
+        }
+    }
+    Tensor::from_data(burn::tensor::TensorData::new(order, [n * l * h]), device)
 }
 
 /// `layer(x)` with its matmul in precision `compute`: input, weight and bias cast down, the

@@ -156,28 +156,21 @@ pub struct Block<B: Backend> {
 }
 
 impl<B: Backend> Block<B> {
-    /// `x` is `[N*L, d]` (sequence-major); `causal` is the `[L, L]` mask flattened to
-    /// `[1, L*L]`, 0 on and below the diagonal and [`MASKED_SCORE`] above it. `compute`: the
-    /// precision of the matmuls ([`Policy::with_precision`]); everything else stays in f32.
+    /// `x` is `[N*L, d]` (sequence-major); `layout` carries the batch shape, the causal mask
+    /// and the head permutations of the pass. `compute`: the precision of the matmuls
+    /// ([`Policy::with_precision`]); everything else stays in f32.
     fn forward(
         &self,
         x: Tensor<B, 2>,
-        n: usize,
-        l: usize,
-        causal: Tensor<B, 2>,
+        layout: &AttentionLayout<B>,
         compute: Option<FloatDType>,
     ) -> Tensor<B, 2> {
         let [rows, d] = x.dims();
+        let (n, l) = (layout.n, layout.l);
         let (h, dk) = (self.n_heads, d / self.n_heads);
-        let device = x.device();
-        // Heads split and merged as row permutations of `[N*L*h, dk]` (see [`head_order`]).
-        let (to_heads, from_heads) = (
-            head_order::<B>(n, l, h, false, &device),
-            head_order::<B>(n, l, h, true, &device),
-        );
         let split_heads = |t: Tensor<B, 2>| {
             t.reshape([rows * h, dk])
-                .select(0, to_heads.clone())
+                .select(0, layout.to_heads.clone())
                 .reshape([n, h, l, dk])
         };
         let linear = |layer: &Linear<B>, t: Tensor<B, 2>| linear_in(layer, t, compute);
@@ -190,11 +183,11 @@ impl<B: Backend> Block<B> {
         let scores = matmul_in(q, k.swap_dims(2, 3), compute)
             .div_scalar((dk as f64).sqrt())
             .reshape([n * h, l * l])
-            + causal;
+            + layout.causal.clone();
         let scores = scores.reshape([n, h, l, l]);
         let context = matmul_in(softmax(scores, 3), v, compute)
             .reshape([rows * h, dk])
-            .select(0, from_heads)
+            .select(0, layout.from_heads.clone())
             .reshape([rows, d]);
         let x = x + self.dropout.forward(linear(&self.attn_out, context));
         let f = self.ff_norm.forward(x.clone());
@@ -203,6 +196,40 @@ impl<B: Backend> Block<B> {
             self.activation.forward(linear(&self.ff_in, f)),
         );
         x + self.dropout.forward(f)
+    }
+}
+
+/// What every block of one forward pass shares: the batch shape, the causal mask and the head
+/// permutations ([`head_order`]), built once per pass.
+pub struct AttentionLayout<B: Backend> {
+    /// Sequences `N`.
+    n: usize,
+    /// Sequence length `L`.
+    l: usize,
+    /// The `[L, L]` causal mask flattened to `[1, L*L]`: 0 on and below the diagonal,
+    /// [`MASKED_SCORE`] above it.
+    causal: Tensor<B, 2>,
+    /// Sequence-major rows to head-major rows.
+    to_heads: Tensor<B, 1, Int>,
+    /// Head-major rows back to sequence-major rows.
+    from_heads: Tensor<B, 1, Int>,
+}
+
+impl<B: Backend> AttentionLayout<B> {
+    /// The layout of `n` sequences of `l` tokens split into `heads` heads.
+    pub fn new(n: usize, l: usize, heads: usize, device: &B::Device) -> Self {
+        // tril_mask marks the entries strictly above the diagonal (key after query).
+        let future = Tensor::<B, 2, Bool>::tril_mask([l, l], 0, device);
+        let causal = Tensor::<B, 2>::zeros([l, l], device)
+            .mask_fill(future, MASKED_SCORE)
+            .reshape([1, l * l]);
+        AttentionLayout {
+            n,
+            l,
+            causal,
+            to_heads: head_order(n, l, heads, false, device),
+            from_heads: head_order(n, l, heads, true, device),
+        }
     }
 }
 
@@ -319,14 +346,12 @@ impl<B: Backend> ScratchPolicy<B> {
             .reshape([1, l * d]);
         let tokens = self.token_embedding.forward(ids).reshape([n, l * d]);
         let x = (tokens + positions).reshape([n * l, d]);
-        // tril_mask marks the entries strictly above the diagonal (key after query).
-        let future = Tensor::<B, 2, Bool>::tril_mask([l, l], 0, &device);
-        let causal = Tensor::<B, 2>::zeros([l, l], &device)
-            .mask_fill(future, MASKED_SCORE)
-            .reshape([1, l * l]);
-        let x = self.blocks.iter().fold(x, |x, block| {
-            block.forward(x, n, l, causal.clone(), self.compute)
-        });
+        let heads = self.blocks.first().map_or(1, |b| b.n_heads);
+        let layout = AttentionLayout::new(n, l, heads, &device);
+        let x = self
+            .blocks
+            .iter()
+            .fold(x, |x, block| block.forward(x, &layout, self.compute));
         self.final_norm.forward(x).reshape([n, l, d])
     }
 

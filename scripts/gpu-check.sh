@@ -19,7 +19,9 @@
 #   3. GPU-sized check: scenarios/gpu/two-opposed-check.toml (d_model 512, 6 layers, 129 tokens);
 #   4. bf16: scenarios/gpu/smoke-bf16.toml, compared with step 2's f32 run (TOL_BF16 relative);
 #   5. benches: the train_step bench's `gpu-shape` group (DPO and LPC-DPO, K = 8, at the PyTorch
-#      table's shape) in f32 and bf16, then the matmul bench if the bundle has it.
+#      table's shape) in f32 and bf16, then the matmul bench if the bundle has it;
+#   6. the PyTorch peer (scripts/peers/torch_peer.py) at that shape, f32 and bf16 + SDPA, when
+#      python3 has a CUDA-enabled torch.
 #
 # Every lpc-bench step runs with CUBECL_DEBUG_LOG=$OUT/NAME.cubecl.log. cubecl writes one
 # `[START_KERNEL_COMPILATION]` block per kernel it compiles (just before NVRTC; a kernel found in
@@ -322,6 +324,16 @@ if ((HAVE_MATMUL)); then
     run_step matmul 30 0 env LPC_BENCH_DEVICE=cuda "$OUT/bin/matmul" "${CRIT[@]}"
     rc=$?
     row "5. matmul bench" "$(status_of $rc matmul)" "see $OUT/matmul.log"
+fi
+
+# 6. The PyTorch peer at the same shape, the same day, where this machine's python3 has torch.
+if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+    run_step peer 60 0 python3 scripts/peers/torch_peer.py --d 512 --layers 6 --heads 8 \
+        --prompt 64 --resp 64 --batch 64 --modes f32,bf16-sdpa
+    rc=$?
+    row "6. PyTorch peer (f32, bf16-sdpa)" "$(status_of $rc peer)" "JSON lines in $OUT/peer.log"
+else
+    row "6. PyTorch peer" "skipped" "python3 has no CUDA-enabled torch"
 fi
 
 # Tables last.

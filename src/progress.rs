@@ -25,7 +25,7 @@ pub struct Ticker {
 }
 
 impl Ticker {
-    /// Start ticking for `what` (e.g. `"dpo: step 1: compiling kernels (first step)"`).
+    /// Start ticking for `what` (e.g. `"dpo: step 1: compiling kernels (first step)"` on a GPU).
     pub fn start(what: String, bar: Option<ProgressBar>, quiet: bool) -> Self {
         if quiet {
             return Ticker {
@@ -73,11 +73,15 @@ pub struct MethodProgress {
     last_eval: String,
     quiet: bool,
     first_step: Option<Ticker>,
+    /// What the first step is doing, for its ticker.
+    first_step_work: &'static str,
 }
 
 impl MethodProgress {
-    /// A bar of `total` steps, hidden when `quiet` or stderr is not a TTY.
-    pub fn new(label: &str, total: usize, quiet: bool) -> Self {
+    /// A bar of `total` steps, hidden when `quiet` or stderr is not a TTY. `compiles`: the run
+    /// is on a GPU, where the first step compiles its kernels (said so while it ticks); on the
+    /// CPU it is only the first step.
+    pub fn new(label: &str, total: usize, quiet: bool, compiles: bool) -> Self {
         let bar = ProgressBar::new(total as u64);
         if quiet || !std::io::stderr().is_terminal() {
             bar.set_draw_target(ProgressDrawTarget::hidden());
@@ -96,6 +100,11 @@ impl MethodProgress {
             last_eval: String::new(),
             quiet,
             first_step: None,
+            first_step_work: if compiles {
+                "compiling kernels (first step)"
+            } else {
+                "first step"
+            },
         }
     }
 
@@ -114,7 +123,7 @@ impl MethodProgress {
 
 impl TrainObserver for MethodProgress {
     fn on_first_step(&mut self) {
-        let what = format!("{}: step 1: compiling kernels (first step)", self.label);
+        let what = format!("{}: step 1: {}", self.label, self.first_step_work);
         self.bar.set_message(what.clone());
         self.first_step = Some(Ticker::start(what, Some(self.bar.clone()), self.quiet));
     }
@@ -141,6 +150,15 @@ impl TrainObserver for MethodProgress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_gpu_run_says_its_first_step_compiles_kernels() {
+        // Oracle: the CPU backend compiles nothing, so its first step is only the first step.
+        let cpu = MethodProgress::new("dpo", 10, true, false);
+        let gpu = MethodProgress::new("dpo", 10, true, true);
+        assert_eq!(cpu.first_step_work, "first step");
+        assert_eq!(gpu.first_step_work, "compiling kernels (first step)");
+    }
 
     #[test]
     fn the_ticker_line_names_the_work_and_whole_seconds() {

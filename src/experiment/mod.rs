@@ -552,6 +552,10 @@ impl<B: AutodiffBackend> RunOn<B> {
                 &method.label,
                 train::total_steps(scenario, method, data.train.len()),
                 opts.quiet,
+                matches!(
+                    crate::device::DeviceChoice::parse(&scenario.train.device),
+                    Ok(crate::device::DeviceChoice::Cuda(_))
+                ),
             );
             let trained = train::train_method(
                 scenario,

@@ -605,6 +605,32 @@ mod tests {
         PolicyConfig::new(vocab, max_seq_len, 16, 2, 4, 32).init(&Default::default())
     }
 
+    /// Oracle: `swap_dims(1, 2)` of the `[N, L, h, dk]` view, made contiguous: the head split
+    /// the row select replaces. The inverse select brings the rows back (a round trip).
+    #[test]
+    fn head_order_is_the_head_swap_and_its_inverse() {
+        let (n, l, h, dk) = (3, 5, 4, 2);
+        let device = Default::default();
+        let t = Tensor::<B, 1>::from_data(
+            burn::tensor::TensorData::new(
+                (0..n * l * h * dk).map(|i| i as f32).collect::<Vec<_>>(),
+                [n * l * h * dk],
+            ),
+            &device,
+        )
+        .reshape([n * l * h, dk]);
+        let split = t
+            .clone()
+            .select(0, head_order::<B>(n, l, h, false, &device))
+            .reshape([n, h, l, dk]);
+        let swapped = t.clone().reshape([n, l, h, dk]).swap_dims(1, 2);
+        assert_eq!(floats(split.clone()), floats(swapped));
+        let back = split
+            .reshape([n * h * l, dk])
+            .select(0, head_order::<B>(n, l, h, true, &device));
+        assert_eq!(floats(back), floats(t));
+    }
+
     fn floats<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
         t.into_data().to_vec::<f32>().unwrap()
     }

@@ -19,13 +19,18 @@ if ! "$python" -c 'import torch' 2>/dev/null; then
     echo "cpu-peer: $python cannot import torch; set PYTHON to an interpreter that has PyTorch" >&2
     exit 2
 fi
-cargo bench --bench step_probe --no-run 2>&1 | tail -1
+# One build; its JSON messages name the bench executable (cargo appends a hash to it).
 probe=$(cargo bench --bench step_probe --no-run --message-format=json 2>/dev/null |
     "$python" -c 'import json,sys
 for l in sys.stdin:
     m=json.loads(l)
     if m.get("reason")=="compiler-artifact" and m.get("target",{}).get("name")=="step_probe" and m.get("executable"):
         print(m["executable"])')
+if [ -z "$probe" ]; then
+    echo "cpu-peer: cargo bench --bench step_probe --no-run did not build step_probe" >&2
+    exit 1
+fi
+echo "cpu-peer: $probe"
 log=$(mktemp)
 for r in $(seq "$rounds"); do
     for d in 64 256; do

@@ -179,11 +179,13 @@ pub fn run_scenario(
     match device {
         crate::device::DeviceChoice::Cpu => RunOn::<crate::model::CpuAutodiff> {
             device: Default::default(),
+            compiles_kernels: false,
         }
         .run(scenario, out_dir, opts),
         #[cfg(feature = "cuda")]
         crate::device::DeviceChoice::Cuda(n) => RunOn::<crate::device::CudaAutodiff> {
             device: crate::device::cuda_device(n),
+            compiles_kernels: true,
         }
         .run(scenario, out_dir, opts),
         #[cfg(not(feature = "cuda"))]
@@ -446,6 +448,8 @@ fn warm_start<B: AutodiffBackend>(
 pub struct RunOn<B: AutodiffBackend> {
     /// The device every tensor of the run lives on.
     pub device: B::Device,
+    /// Whether the backend JIT-compiles kernels (a GPU), which the first step's progress says.
+    pub compiles_kernels: bool,
 }
 
 impl<B: AutodiffBackend> RunOn<B> {
@@ -552,10 +556,7 @@ impl<B: AutodiffBackend> RunOn<B> {
                 &method.label,
                 train::total_steps(scenario, method, data.train.len()),
                 opts.quiet,
-                matches!(
-                    crate::device::DeviceChoice::parse(&scenario.train.device),
-                    Ok(crate::device::DeviceChoice::Cuda(_))
-                ),
+                self.compiles_kernels,
             );
             let trained = train::train_method(
                 scenario,

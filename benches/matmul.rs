@@ -18,21 +18,21 @@ mod common;
 
 use std::time::Instant;
 
-use burn::tensor::backend::Backend;
-use common::{bench_device, device_name, square_operands, sync};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use common::{BenchDevice, bench_device, square_operands, sync};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use lpc_bench::device::DeviceChoice;
 use lpc_bench::scenario::Precision;
 
-fn bench_on<B: Backend>(c: &mut Criterion, device: B::Device, choice: DeviceChoice) {
-    let (sides, precisions): (&[usize], &[Precision]) = match choice {
+fn bench_on<B: Backend>(c: &mut Criterion, device: B::Device, on: BenchDevice) {
+    let (sides, precisions): (&[usize], &[Precision]) = match on.choice {
         DeviceChoice::Cpu => (&[512, 1024, 2048], &[Precision::F32]),
         DeviceChoice::Cuda(_) => (
             &[1024, 2048, 4096, 8192],
             &[Precision::F32, Precision::Bf16, Precision::F16],
         ),
     };
-    let mut group = c.benchmark_group(format!("matmul-{}", device_name(choice)));
+    let mut group = c.benchmark_group(format!("matmul-{}", on.name()));
     group.sampling_mode(SamplingMode::Flat);
     for (&n, &precision) in sides
         .iter()
@@ -55,24 +55,27 @@ fn bench_on<B: Backend>(c: &mut Criterion, device: B::Device, choice: DeviceChoi
     group.finish();
 }
 
+/// The matmuls run on the inner (non-autodiff) backend of the device's training backend.
+struct Matmul<'a> {
+    c: &'a mut Criterion,
+    on: BenchDevice,
+}
+
+impl lpc_bench::device::OnBackend for Matmul<'_> {
+    type Output = ();
+    fn on<B: AutodiffBackend>(self, device: B::Device, _compiles_kernels: bool) {
+        bench_on::<B::InnerBackend>(self.c, device, self.on)
+    }
+}
+
 fn main() {
     let mut c = common::criterion();
-    let device = bench_device();
-    match device {
-        DeviceChoice::Cpu => {
-            bench_on::<lpc_bench::model::CpuBackend>(&mut c, Default::default(), device)
-        }
-        #[cfg(feature = "cuda")]
-        DeviceChoice::Cuda(n) => {
-            bench_on::<burn::backend::Cuda>(&mut c, lpc_bench::device::cuda_device(n), device)
-        }
-        #[cfg(not(feature = "cuda"))]
-        DeviceChoice::Cuda(_) => unreachable!("bench_device rejects cuda without the feature"),
-    }
+    let on = bench_device();
+    on.dispatch(Matmul { c: &mut c, on });
     c.final_summary();
     // The cores' own peak beside criterion's matmul rates: the rates above are a library's
     // best, this is the hardware's (clock x FMA width, measured here).
-    if matches!(device, DeviceChoice::Cpu)
+    if matches!(on.choice, DeviceChoice::Cpu)
         && !common::listing_or_testing()
         && let Some(core) = common::core_fma_peak(5)
     {

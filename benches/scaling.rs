@@ -20,11 +20,8 @@
 mod common;
 
 use burn::tensor::backend::AutodiffBackend;
-use common::{
-    Case, Shape, bench_case, bench_device, device_name, listing_or_testing, seconds_per_iter,
-};
+use common::{Case, Shape, bench_case, bench_device, listing_or_testing, seconds_per_iter};
 use criterion::{BenchmarkId, Criterion, SamplingMode};
-use lpc_bench::device::DeviceChoice;
 
 const LPC: &str = "method = \"lpc-dpo\"\ncodebook = 8";
 
@@ -128,22 +125,25 @@ fn summary(dev: &str, axis: &str, points: &[Point]) {
     }
 }
 
+/// The bench's work, handed to the backend the device names.
+struct Scaling<'a> {
+    c: &'a mut Criterion,
+    dev: String,
+}
+
+impl lpc_bench::device::OnBackend for Scaling<'_> {
+    type Output = ();
+    fn on<B: AutodiffBackend>(self, device: B::Device, _compiles_kernels: bool) {
+        bench_on::<B>(self.c, device, &self.dev)
+    }
+}
+
 fn main() {
     let mut c = common::criterion();
-    let device = bench_device();
-    let dev = device_name(device);
-    match device {
-        DeviceChoice::Cpu => {
-            bench_on::<lpc_bench::model::CpuAutodiff>(&mut c, Default::default(), &dev)
-        }
-        #[cfg(feature = "cuda")]
-        DeviceChoice::Cuda(n) => bench_on::<lpc_bench::device::CudaAutodiff>(
-            &mut c,
-            lpc_bench::device::cuda_device(n),
-            &dev,
-        ),
-        #[cfg(not(feature = "cuda"))]
-        DeviceChoice::Cuda(_) => unreachable!("bench_device rejects cuda without the feature"),
-    }
+    let on = bench_device();
+    on.dispatch(Scaling {
+        c: &mut c,
+        dev: on.name(),
+    });
     c.final_summary();
 }

@@ -38,7 +38,7 @@ mod common;
 
 use burn::tensor::backend::AutodiffBackend;
 use common::{
-    Case, Shape, bench_case, bench_device, bench_precision, device_name, listing_or_testing,
+    BenchDevice, Case, Shape, bench_case, bench_device, bench_precision, listing_or_testing,
     matmul_peak, peak_sides, seconds_per_iter,
 };
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
@@ -52,11 +52,12 @@ const METHODS: [(&str, &str); 4] = [
     ("simpo", "method = \"simpo\""),
     ("lpc-simpo", "method = \"lpc-simpo\"\ncodebook = 8"),
 ];
-fn bench_on<B: AutodiffBackend>(c: &mut Criterion, device: B::Device, choice: DeviceChoice) {
+fn bench_on<B: AutodiffBackend>(c: &mut Criterion, device: B::Device, on: BenchDevice) {
+    let choice = on.choice;
     let precision = bench_precision();
     let dev = match precision {
-        Precision::F32 => device_name(choice),
-        p => format!("{}-{}", device_name(choice), p.as_str()),
+        Precision::F32 => on.name(),
+        p => format!("{}-{}", on.name(), p.as_str()),
     };
     for d in WIDTHS {
         let mut group = c.benchmark_group(format!("train_step-{dev}/d{d}"));
@@ -195,21 +196,22 @@ fn summary(dev: &str, peak: f64, peak_text: &str) {
     }
 }
 
+/// The bench's work, handed to the backend the device names.
+struct Steps<'a> {
+    c: &'a mut Criterion,
+    on: BenchDevice,
+}
+
+impl lpc_bench::device::OnBackend for Steps<'_> {
+    type Output = ();
+    fn on<B: AutodiffBackend>(self, device: B::Device, _compiles_kernels: bool) {
+        bench_on::<B>(self.c, device, self.on)
+    }
+}
+
 fn main() {
     let mut c = common::criterion();
-    let device = bench_device();
-    match device {
-        DeviceChoice::Cpu => {
-            bench_on::<lpc_bench::model::CpuAutodiff>(&mut c, Default::default(), device)
-        }
-        #[cfg(feature = "cuda")]
-        DeviceChoice::Cuda(n) => bench_on::<lpc_bench::device::CudaAutodiff>(
-            &mut c,
-            lpc_bench::device::cuda_device(n),
-            device,
-        ),
-        #[cfg(not(feature = "cuda"))]
-        DeviceChoice::Cuda(_) => unreachable!("bench_device rejects cuda without the feature"),
-    }
+    let on = bench_device();
+    on.dispatch(Steps { c: &mut c, on });
     c.final_summary();
 }

@@ -5,6 +5,7 @@
 #
 #   scripts/build-gpu-bundle.sh            # lpc-bench, train_step, matmul
 #   BUNDLE=/some/dir scripts/build-gpu-bundle.sh
+#   CARGO_TARGET_DIR=/other/target scripts/build-gpu-bundle.sh   # keep the CPU build in target/
 #
 # No CUDA toolkit is needed on the build machine: cudarc loads the CUDA libraries at run time
 # (gpu-check.sh points LD_LIBRARY_PATH at them when the loader does not find them).
@@ -39,7 +40,7 @@ pack() {
     xz -T0 -6 -f "$BUNDLE/$name"
     echo "build-gpu-bundle: $BUNDLE/$name.xz ($(du -h "$BUNDLE/$name.xz" | cut -f1))" >&2
 }
-pack target/release/lpc-bench lpc-bench
+pack "${CARGO_TARGET_DIR:-target}/release/lpc-bench" lpc-bench
 pack "$(bench_path train_step)" train_step
 pack "$(bench_path matmul)" matmul
 echo "build-gpu-bundle: carry $BUNDLE/ and run scripts/gpu-check.sh $BUNDLE from the repository root" >&2

@@ -21,7 +21,10 @@
 #   5. benches: the train_step bench's `gpu-shape` group (DPO and LPC-DPO, K = 8, at the PyTorch
 #      table's shape) in f32 and bf16, then the matmul bench if the bundle has it;
 #   6. the PyTorch peer (scripts/peers/torch_peer.py) at that shape, f32 and bf16 + SDPA, when
-#      python3 has a CUDA-enabled torch.
+#      python3 has a CUDA-enabled torch;
+#   7. kernel fusion off (`--fusion off`, LPC_BENCH_FUSION=off), for choosing the default: smoke
+#      cold in a folder of its own (a copy of cubecl.toml there, so its kernel cache starts
+#      empty too), then the gpu-shape bench in f32. Compare with steps 1 and 5.
 #
 # Every lpc-bench step runs with CUBECL_DEBUG_LOG=$OUT/NAME.cubecl.log. cubecl writes one
 # `[START_KERNEL_COMPILATION]` block per kernel it compiles (just before NVRTC; a kernel found in
@@ -51,6 +54,7 @@ FAILED=0
 ROWS=()
 
 mkdir -p "$OUT/bin"
+OUT=$(cd "$OUT" && pwd) # absolute: step 7 runs from another folder
 log() { echo "[gpu-check +$(($(date +%s) - START))s] $*" >&2; }
 row() { ROWS+=("| $1 | $2 | $3 |"); }
 
@@ -246,16 +250,17 @@ first_steps() {
         f && s { printf "%s%s first step %.1f s, then %.1f ms/step", sep, $1, $f, $s; sep = "; " }' "$1/timing.csv" 2>/dev/null
 }
 
-# scenario_step NAME SCENARIO MAX LIMIT_S LABEL: one lpc-bench run with the compilation log; a
-# row with wall time, kernels and compile seconds, PASS/FAIL against LIMIT_S (and, for LIMIT_S
-# prefixed "0k:", zero kernels).
+# scenario_step NAME SCENARIO MAX LIMIT_S LABEL [RUN_ARGS...]: one lpc-bench run (in folder
+# $RUN_DIR, default the repository root) with the compilation log; a row with wall time, kernels
+# and compile seconds, PASS/FAIL against LIMIT_S (and, for LIMIT_S prefixed "0k:", zero kernels).
+RUN_DIR=.
 scenario_step() {
     local name=$1 scenario=$2 max=$3 limit=$4 label=$5 rc verdict want_zero=0
     if [[ $limit == 0k:* ]]; then
         want_zero=1
         limit=${limit#0k:}
     fi
-    run_step "$name" "$max" 1 "$BIN" run "$scenario" --out "$OUT/$name" --force
+    run_step "$name" "$max" 1 env -C "$RUN_DIR" "$BIN" run "$scenario" --out "$OUT/$name" --force "${@:6}"
     rc=$?
     read_compile_log "$name"
     local detail="wall ${STEP_WALL} s, ${KERNELS} kernels compiled, ~${COMPILE_S} s compiling"
@@ -336,8 +341,22 @@ else
     row "6. PyTorch peer" "skipped" "python3 has no CUDA-enabled torch"
 fi
 
+# 7. Fusion off: cold smoke with a kernel cache of its own, then the f32 bench.
+RUN_DIR=$OUT/unfused-root
+rm -rf "$RUN_DIR" && mkdir -p "$RUN_DIR" && cp cubecl.toml "$RUN_DIR/"
+scenario_step smoke-unfused-cold "$PWD/scenarios/gpu/smoke.toml" 120 60 \
+    "7. smoke cold, fusion off (compare step 1)" --fusion off
+RUN_DIR=.
+if ((HAVE_TRAIN_STEP)); then
+    run_step bench-f32-unfused 45 0 env LPC_BENCH_DEVICE=cuda LPC_BENCH_FUSION=off \
+        "$OUT/bin/train_step" "${CRIT[@]}" gpu-shape
+    rc=$?
+    row "7. train_step gpu-shape, f32, fusion off" "$(status_of $rc bench-f32-unfused)" "table below (compare step 5's f32)"
+    ((rc == 0 || rc == 125)) || FAILED=1
+fi
+
 # Tables last.
-for f in bench-f32 bench-bf16; do
+for f in bench-f32 bench-bf16 bench-f32-unfused; do
     if grep -qE '^## train_step' "$OUT/$f.log" 2>/dev/null; then
         echo
         grep -E '^(##|\||GPU-sized)' "$OUT/$f.log"

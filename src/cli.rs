@@ -131,6 +131,11 @@ pub struct RunArgs {
     /// CPU threads for the tensor backend (0 = all cores). Default: the scenario's train.threads.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Override the scenario's kernel fusion on a CUDA device (train.fusion): `on` compiles
+    /// chains of element-wise operations into fused kernels, `off` launches each operation as
+    /// its own kernel. The CPU backend does not fuse.
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    pub fusion: Option<bool>,
     /// Override the scenario's master seed (data.seed). It re-draws everything random: the
     /// synthetic world and its pairs (real data: the train/held-out split of the prompts and the
     /// subsets kept by data.train_pairs / data.eval_pairs), model initialisation, warm-up and
@@ -230,5 +235,14 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `on` / `off` (also `true` / `false`) as a bool, for switches such as `--fusion`.
+fn parse_on_off(s: &str) -> std::result::Result<bool, String> {
+    match s {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err(format!("expected on or off, got '{s}'")),
     }
 }

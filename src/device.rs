@@ -5,7 +5,7 @@
 use crate::{Error, Result};
 use burn::module::Module;
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 
 /// A parsed `train.device` / `--device` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,10 +38,7 @@ impl DeviceChoice {
         match self {
             DeviceChoice::Cpu => Ok(()),
             #[cfg(not(feature = "cuda"))]
-            DeviceChoice::Cuda(_) => Err(Error::msg(
-                "device 'cuda' needs a build with the cuda feature: \
-                 cargo build --release --features cuda (or cargo install --path . --features cuda)",
-            )),
+            DeviceChoice::Cuda(_) => Err(cuda_not_built()),
             #[cfg(feature = "cuda")]
             DeviceChoice::Cuda(n) => cuda_probe(n),
         }
@@ -92,14 +89,64 @@ where
     skeleton.load_record(record)
 }
 
-/// The autodiff CUDA backend.
+/// A piece of work generic over the training backend, run by [`dispatch`] on the backend a
+/// device choice names: the run itself, or a bench.
+pub trait OnBackend {
+    /// What the work returns.
+    type Output;
+    /// Do the work on autodiff backend `B` (its inner backend is `B::InnerBackend`) and
+    /// `device`; `compiles_kernels` says whether `B` JIT-compiles its kernels (a GPU), which the
+    /// progress of a first step says.
+    fn on<B: AutodiffBackend>(self, device: B::Device, compiles_kernels: bool) -> Self::Output;
+}
+
+/// Run `job` on the backend that `device` names, CUDA with or without kernel `fusion` (the CPU
+/// backend has none: `fusion` is ignored there). CUDA in a build without the `cuda` feature is
+/// the error [`DeviceChoice::check_available`] gives.
+#[cfg_attr(not(feature = "cuda"), expect(unused_variables))]
+pub fn dispatch<J: OnBackend>(device: DeviceChoice, fusion: bool, job: J) -> Result<J::Output> {
+    match device {
+        DeviceChoice::Cpu => Ok(job.on::<crate::model::CpuAutodiff>(Default::default(), false)),
+        #[cfg(feature = "cuda")]
+        DeviceChoice::Cuda(n) if fusion => Ok(job.on::<CudaAutodiff>(cuda_device(n), true)),
+        #[cfg(feature = "cuda")]
+        DeviceChoice::Cuda(n) => Ok(job.on::<CudaUnfusedAutodiff>(cuda_device(n), true)),
+        #[cfg(not(feature = "cuda"))]
+        DeviceChoice::Cuda(_) => Err(cuda_not_built()),
+    }
+}
+
+/// What a CUDA device asked of a build without the `cuda` feature says.
+#[cfg(not(feature = "cuda"))]
+fn cuda_not_built() -> Error {
+    Error::msg(
+        "device 'cuda' needs a build with the cuda feature: \
+         cargo build --release --features cuda (or cargo install --path . --features cuda)",
+    )
+}
+
+/// The CUDA backend with kernel fusion (burn-cuda's default): chains of element-wise operations
+/// are recorded and compiled into fused kernels, one per chain and shape.
 #[cfg(feature = "cuda")]
-pub type CudaAutodiff = burn::backend::Autodiff<burn::backend::Cuda>;
+pub type CudaFused = burn_cuda::Cuda;
+
+/// The CUDA backend without fusion: every operation launches its own kernel (fewer, more
+/// general kernels to compile; more launches and memory traffic per step).
+#[cfg(feature = "cuda")]
+pub type CudaUnfused = burn_cubecl::CubeBackend<cubecl::cuda::CudaRuntime, f32, i32, u8>;
+
+/// The autodiff CUDA backend, fused (`train.fusion = true`, the default).
+#[cfg(feature = "cuda")]
+pub type CudaAutodiff = burn::backend::Autodiff<CudaFused>;
+
+/// The autodiff CUDA backend without fusion (`train.fusion = false`).
+#[cfg(feature = "cuda")]
+pub type CudaUnfusedAutodiff = burn::backend::Autodiff<CudaUnfused>;
 
 /// CUDA device `n`.
 #[cfg(feature = "cuda")]
-pub fn cuda_device(n: usize) -> burn::backend::cuda::CudaDevice {
-    burn::backend::cuda::CudaDevice::new(n)
+pub fn cuda_device(n: usize) -> burn_cuda::CudaDevice {
+    burn_cuda::CudaDevice::new(n)
 }
 
 /// Touch CUDA device `n` once; burn panics when the driver library cannot be loaded, which
@@ -127,7 +174,7 @@ fn cuda_probe(n: usize) -> Result<()> {
     }
     let probe = std::panic::catch_unwind(|| {
         let device = cuda_device(n);
-        let t = Tensor::<burn::backend::Cuda, 1>::from_floats([1.0f32, 2.0], &device);
+        let t = Tensor::<CudaFused, 1>::from_floats([1.0f32, 2.0], &device);
         t.sum().into_scalar()
     });
     std::panic::set_hook(previous);
@@ -224,6 +271,27 @@ mod tests {
         );
     }
 
+    /// Records which backend [`dispatch`] chose, by its type name.
+    struct Which;
+    impl OnBackend for Which {
+        type Output = (&'static str, bool);
+        fn on<B: AutodiffBackend>(
+            self,
+            _device: B::Device,
+            compiles_kernels: bool,
+        ) -> Self::Output {
+            (std::any::type_name::<B>(), compiles_kernels)
+        }
+    }
+
+    #[test]
+    fn the_cpu_runs_on_the_cpu_backend_with_or_without_fusion() {
+        // Oracle: the crate's CPU training backend, named by its type; the CPU compiles nothing.
+        let cpu = (std::any::type_name::<crate::model::CpuAutodiff>(), false);
+        assert_eq!(dispatch(DeviceChoice::Cpu, true, Which).unwrap(), cpu);
+        assert_eq!(dispatch(DeviceChoice::Cpu, false, Which).unwrap(), cpu);
+    }
+
     #[cfg(not(feature = "cuda"))]
     #[test]
     fn cuda_without_the_feature_says_how_to_build() {
@@ -232,5 +300,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--features cuda"), "{e}");
+        for fusion in [true, false] {
+            let e = dispatch(DeviceChoice::Cuda(0), fusion, Which)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("--features cuda"), "{e}");
+        }
     }
 }

@@ -1028,6 +1028,11 @@ pub struct TrainSpec {
     /// CPU.
     #[serde(default)]
     pub precision: Precision,
+    /// Kernel fusion on a CUDA device (default `true`, burn-cuda's default): element-wise chains
+    /// compile into fused kernels. `false` runs every operation as its own kernel (fewer kernels
+    /// to compile, more launches per step). The CPU backend does not fuse; ignored there.
+    #[serde(default = "d_true")]
+    pub fusion: bool,
 }
 
 /// Precision of the policy's matmuls (`train.precision`).
@@ -1069,6 +1074,7 @@ impl Default for TrainSpec {
             device: d_device(),
             threads: 0,
             precision: Precision::F32,
+            fusion: true,
         }
     }
 }
@@ -1473,6 +1479,10 @@ fn d_eval_every() -> usize {
 }
 fn d_device() -> String {
     "cpu".to_string()
+}
+
+fn d_true() -> bool {
+    true
 }
 
 /// Normalise non-negative weights to sum 1.
@@ -2467,6 +2477,18 @@ mod tests {
             Scenario::from_toml_str("", "t").unwrap().train.select,
             CheckpointSelect::BestVal
         );
+    }
+
+    #[test]
+    fn fusion_defaults_on_and_switches_off() {
+        // Oracle: burn-cuda's own default (fusion on) when the field is absent.
+        assert!(Scenario::from_toml_str("", "t").unwrap().train.fusion);
+        let off = "[train]\ndevice = \"cuda\"\nfusion = false";
+        assert!(!Scenario::from_toml_str(off, "t").unwrap().train.fusion);
+        assert!(matches!(
+            Scenario::from_toml_str("[train]\nfusion = \"off\"", "t"),
+            Err(ScenarioError::Parse { .. })
+        ));
     }
 
     #[test]

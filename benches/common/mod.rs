@@ -1,6 +1,7 @@
 //! Shared set-up of the training benches (`train_step`, `scaling`, `matmul`): the benchmark
 //! world and model, a driver of the real optimiser step (`lpc_bench::train::train_step`), the
-//! device choice (`LPC_BENCH_DEVICE=cpu|cuda|cuda:N`, CUDA needing `--features cuda`), the
+//! device choice (`LPC_BENCH_DEVICE=cpu|cuda|cuda:N`, CUDA needing `--features cuda`;
+//! `LPC_BENCH_FUSION=off` for CUDA without kernel fusion), the
 //! matmul-peak measurement and the timing record the summary tables are printed from.
 //!
 //! Every case is built outside the timed closures from fixed seeds. On a GPU the device is
@@ -42,16 +43,52 @@ pub fn criterion() -> Criterion {
         .configure_from_args()
 }
 
-/// The device from `LPC_BENCH_DEVICE` (default `cpu`). Exits with a message when it cannot be
-/// used (CUDA in a build without `--features cuda`, or no usable GPU).
-pub fn bench_device() -> DeviceChoice {
+/// Where a bench runs: the device and, on CUDA, whether kernels fuse.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchDevice {
+    /// `LPC_BENCH_DEVICE`.
+    pub choice: DeviceChoice,
+    /// `LPC_BENCH_FUSION` (`on`, the default, or `off`); CUDA only.
+    pub fusion: bool,
+}
+
+impl BenchDevice {
+    /// A short name for bench ids and tables: `cpu`, `cuda0`, `cuda0-unfused`.
+    pub fn name(self) -> String {
+        match self.choice {
+            DeviceChoice::Cpu => "cpu".into(),
+            DeviceChoice::Cuda(n) if self.fusion => format!("cuda{n}"),
+            DeviceChoice::Cuda(n) => format!("cuda{n}-unfused"),
+        }
+    }
+
+    /// Run `job` on this device's backend.
+    pub fn dispatch<J: lpc_bench::device::OnBackend>(self, job: J) -> J::Output {
+        lpc_bench::device::dispatch(self.choice, self.fusion, job)
+            .expect("bench_device checked that the device is available")
+    }
+}
+
+/// The device from `LPC_BENCH_DEVICE` (default `cpu`) and CUDA's kernel fusion from
+/// `LPC_BENCH_FUSION` (`on` default, `off`). Exits with a message when the device cannot be used
+/// (CUDA in a build without `--features cuda`, or no usable GPU) or a value is not understood.
+pub fn bench_device() -> BenchDevice {
     let text = std::env::var("LPC_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into());
-    DeviceChoice::parse(&text)
+    let choice = DeviceChoice::parse(&text)
         .and_then(|d| d.check_available().map(|()| d))
         .unwrap_or_else(|e| {
             eprintln!("LPC_BENCH_DEVICE: {e}");
             std::process::exit(2)
-        })
+        });
+    let fusion = match std::env::var("LPC_BENCH_FUSION").as_deref() {
+        Err(_) | Ok("on") => true,
+        Ok("off") => false,
+        Ok(other) => {
+            eprintln!("LPC_BENCH_FUSION must be on or off, got '{other}'");
+            std::process::exit(2)
+        }
+    };
+    BenchDevice { choice, fusion }
 }
 
 /// The matmul precision of the benched policy from `LPC_BENCH_PRECISION` (`f32` default,
@@ -65,14 +102,6 @@ pub fn bench_precision() -> Precision {
             eprintln!("LPC_BENCH_PRECISION must be f32, bf16 or f16, got '{other}'");
             std::process::exit(2)
         }
-    }
-}
-
-/// A short name for the device, for bench ids and tables.
-pub fn device_name(d: DeviceChoice) -> String {
-    match d {
-        DeviceChoice::Cpu => "cpu".into(),
-        DeviceChoice::Cuda(n) => format!("cuda{n}"),
     }
 }
 

@@ -28,6 +28,9 @@ pub fn run(args: &crate::cli::RunArgs) -> Result<()> {
         if let Some(t) = args.threads {
             scenario.train.threads = t;
         }
+        if let Some(f) = args.fusion {
+            scenario.train.fusion = f;
+        }
         if let Some(s) = args.seed {
             scenario.data.seed = s;
         }

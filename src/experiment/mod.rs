@@ -94,7 +94,6 @@ pub struct RunOutcome {
 /// this machine's budget (`Err` with the refusal when it does not). Reads nothing but the
 /// budget; allocates nothing proportional to the scenario's sizes.
 pub fn plan_text(scenario: &CheckedScenario, budget: &crate::plan::Budget) -> Result<String> {
-    crate::device::DeviceChoice::parse(&scenario.train.device)?;
     let est = crate::plan::estimate(scenario);
     let mut lines = vec![format!("plan of scenario '{}':", scenario.name)];
     let data = if scenario.is_real_data() {
@@ -112,7 +111,16 @@ pub fn plan_text(scenario: &CheckedScenario, budget: &crate::plan::Budget) -> Re
         )
     };
     lines.push(data);
-    lines.push(format!("  device      {}", scenario.train.device));
+    let device = crate::device::DeviceChoice::parse(&scenario.train.device)?;
+    lines.push(match device {
+        crate::device::DeviceChoice::Cuda(_) => format!(
+            "  device      {} (kernel fusion {}, precision {})",
+            scenario.train.device,
+            if scenario.train.fusion { "on" } else { "off" },
+            scenario.train.precision.as_str()
+        ),
+        crate::device::DeviceChoice::Cpu => format!("  device      {}", scenario.train.device),
+    });
     lines.extend(est.lines("", budget));
     crate::plan::check_fits(&scenario.name, &est, budget)?;
     lines.push("  fits        yes".to_string());
@@ -176,22 +184,32 @@ pub fn run_scenario(
             removed.join(", ")
         );
     }
-    match device {
-        crate::device::DeviceChoice::Cpu => RunOn::<crate::model::CpuAutodiff> {
-            device: Default::default(),
-            compiles_kernels: false,
+    crate::device::dispatch(
+        device,
+        scenario.train.fusion,
+        Run {
+            scenario,
+            out_dir,
+            opts,
+        },
+    )?
+}
+
+/// [`run_scenario`]'s work, handed to [`crate::device::dispatch`], which picks the backend.
+struct Run<'a> {
+    scenario: &'a CheckedScenario,
+    out_dir: &'a Path,
+    opts: &'a RunOptions,
+}
+
+impl crate::device::OnBackend for Run<'_> {
+    type Output = Result<RunOutcome>;
+    fn on<B: AutodiffBackend>(self, device: B::Device, compiles_kernels: bool) -> Self::Output {
+        RunOn::<B> {
+            device,
+            compiles_kernels,
         }
-        .run(scenario, out_dir, opts),
-        #[cfg(feature = "cuda")]
-        crate::device::DeviceChoice::Cuda(n) => RunOn::<crate::device::CudaAutodiff> {
-            device: crate::device::cuda_device(n),
-            compiles_kernels: true,
-        }
-        .run(scenario, out_dir, opts),
-        #[cfg(not(feature = "cuda"))]
-        crate::device::DeviceChoice::Cuda(_) => {
-            unreachable!("check_available rejects cuda without the feature")
-        }
+        .run(self.scenario, self.out_dir, self.opts)
     }
 }
 

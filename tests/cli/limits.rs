@@ -224,6 +224,23 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     // Without --out too.
     let o = lpc_bench(&["run", "--dry-run", smoke.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // --fusion overrides train.fusion (shown for a CUDA device; a dry run needs no GPU) and
+    // takes on or off only.
+    let gpu = scenario("gpu/smoke.toml");
+    for (flag, shown) in [("on", "kernel fusion on"), ("off", "kernel fusion off")] {
+        let o = lpc_bench(&["run", "--dry-run", gpu.to_str().unwrap(), "--fusion", flag]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stdout(&o).contains(shown), "{}", stdout(&o));
+    }
+    let o = lpc_bench(&[
+        "run",
+        "--dry-run",
+        gpu.to_str().unwrap(),
+        "--fusion",
+        "maybe",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("expected on or off"), "{}", stderr(&o));
     // validate prints the estimate as TOML comments.
     let o = lpc_bench(&["validate", smoke.to_str().unwrap()]);
     assert!(

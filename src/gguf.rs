@@ -213,9 +213,9 @@ impl TensorInfo {
     }
 }
 
-/// A parsed GGUF file, with its bytes in memory.
+/// A GGUF file's header: its metadata and tensor table, without the tensor data.
 #[derive(Debug, Clone)]
-pub struct GgufFile {
+pub struct GgufHeader {
     path: PathBuf,
     /// Format version (2 or 3).
     pub version: u32,
@@ -225,8 +225,23 @@ pub struct GgufFile {
     pub tensors: Vec<TensorInfo>,
     /// Alignment of the data section and of every tensor offset.
     pub alignment: u64,
-    data_start: usize,
+    /// Byte offset of the tensor data section.
+    data_start: u64,
+}
+
+/// A parsed GGUF file, with its bytes in memory. It dereferences to its [`GgufHeader`]
+/// (metadata and tensor table).
+#[derive(Debug, Clone)]
+pub struct GgufFile {
+    header: GgufHeader,
     bytes: Vec<u8>,
+}
+
+impl std::ops::Deref for GgufFile {
+    type Target = GgufHeader;
+    fn deref(&self) -> &GgufHeader {
+        &self.header
+    }
 }
 
 /// Little-endian cursor over the file bytes; every read checks the remaining length.
@@ -338,29 +353,88 @@ fn gguf_error(path: &Path, message: &str) -> Error {
     Error::msg(format!("{}: GGUF: {message}", path.display()))
 }
 
+/// A model file that is missing says how to fetch the project's model; other I/O errors name
+/// the file.
+fn not_found_or_io(path: &Path, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        Error::msg(format!(
+            "{}: model file not found; run `scripts/fetch-model.sh` to download \
+             SmolLM2-135M-Instruct into models/",
+            path.display()
+        ))
+    } else {
+        Error::io(path, e)
+    }
+}
+
 impl GgufFile {
     /// Read and parse a GGUF file. A missing file gets an error that says how to fetch the
     /// project's pretrained model (`scripts/fetch-model.sh`).
     pub fn open(path: impl AsRef<Path>) -> Result<GgufFile> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Error::msg(format!(
-                    "{}: model file not found; run `scripts/fetch-model.sh` to download \
-                     SmolLM2-135M-Instruct into models/",
-                    path.display()
-                ))
-            } else {
-                Error::io(path, e)
-            }
-        })?;
+        let bytes = std::fs::read(path).map_err(|e| not_found_or_io(path, e))?;
         GgufFile::parse(bytes, path)
     }
 
     /// Parse GGUF `bytes`; `path` only names the source in errors.
     pub fn parse(bytes: Vec<u8>, path: &Path) -> Result<GgufFile> {
+        let header = GgufHeader::parse(&bytes, path)?;
+        if header.data_start > bytes.len() as u64 {
+            return Err(gguf_error(
+                path,
+                &format!(
+                    "tensor data would start at byte {}, past the end ({} bytes)",
+                    header.data_start,
+                    bytes.len()
+                ),
+            ));
+        }
+        let file = GgufFile { header, bytes };
+        for t in &file.tensors {
+            file.tensor_bytes(t)?;
+        }
+        Ok(file)
+    }
+}
+
+impl GgufHeader {
+    /// Read the header of the GGUF file at `path` (metadata and tensor table) without its
+    /// tensor data: the start of the file is read, four times more at each try, until the
+    /// header fits (a corrupt file is read whole before its error is given).
+    pub fn read(path: impl AsRef<Path>) -> Result<GgufHeader> {
+        use std::io::Read;
+        let path = path.as_ref();
+        let mut file = std::fs::File::open(path).map_err(|e| not_found_or_io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let mut bytes = Vec::new();
+        let mut want: u64 = 1 << 22;
+        loop {
+            let target = want.min(len);
+            (&mut file)
+                .take(target - bytes.len() as u64)
+                .read_to_end(&mut bytes)
+                .map_err(|e| Error::io(path, e))?;
+            match GgufHeader::parse(&bytes, path) {
+                Ok(h) if h.data_start <= len => return Ok(h),
+                Ok(h) => {
+                    return Err(gguf_error(
+                        path,
+                        &format!(
+                            "tensor data would start at byte {}, past the end ({len} bytes)",
+                            h.data_start
+                        ),
+                    ));
+                }
+                Err(e) if target >= len => return Err(e),
+                Err(_) => want = want.saturating_mul(4),
+            }
+        }
+    }
+
+    /// Parse the header at the start of `bytes`; `path` only names the source in errors.
+    fn parse(bytes: &[u8], path: &Path) -> Result<GgufHeader> {
         let mut c = Cursor {
-            bytes: &bytes,
+            bytes,
             pos: 0,
             path,
         };
@@ -435,28 +509,14 @@ impl GgufFile {
             });
         }
         let data_start = (c.pos as u64).next_multiple_of(alignment);
-        if data_start > bytes.len() as u64 {
-            return Err(gguf_error(
-                path,
-                &format!(
-                    "tensor data would start at byte {data_start}, past the end ({} bytes)",
-                    bytes.len()
-                ),
-            ));
-        }
-        let file = GgufFile {
+        Ok(GgufHeader {
             path: path.to_path_buf(),
             version,
             metadata,
             tensors,
             alignment,
-            data_start: data_start as usize,
-            bytes,
-        };
-        for t in &file.tensors {
-            file.tensor_bytes(t)?;
-        }
-        Ok(file)
+            data_start,
+        })
     }
 
     /// The file this was read from.
@@ -514,7 +574,9 @@ impl GgufFile {
             .find(|t| t.name == name)
             .ok_or_else(|| gguf_error(&self.path, &format!("tensor '{name}' is missing")))
     }
+}
 
+impl GgufFile {
     /// The stored bytes of a tensor, checked to lie inside the file.
     fn tensor_bytes(&self, t: &TensorInfo) -> Result<&[u8]> {
         let (per_block, block_bytes) = t.ggml_type.block_layout().ok_or_else(|| {
@@ -548,7 +610,7 @@ impl GgufFile {
             ));
         }
         let size = (n / per_block as u64).checked_mul(block_bytes as u64);
-        let start = (self.data_start as u64).checked_add(t.offset);
+        let start = self.data_start.checked_add(t.offset);
         let end = match (start, size) {
             (Some(s), Some(z)) => s.checked_add(z),
             _ => None,
@@ -758,6 +820,11 @@ mod tests {
     /// A complete small file: every scalar metadata type, a string array, one Q8_0 and one F32
     /// tensor, alignment 32 with padding.
     fn tiny_file() -> Vec<u8> {
+        tiny_file_with("héllo")
+    }
+
+    /// [`tiny_file`] with `text` as the value of `a.str`.
+    fn tiny_file_with(text: &str) -> Vec<u8> {
         let mut b = b"GGUF".to_vec();
         b.extend(3u32.to_le_bytes());
         b.extend(2u64.to_le_bytes()); // tensors
@@ -783,7 +850,7 @@ mod tests {
         }
         put_str(&mut b, "a.str");
         b.extend(8u32.to_le_bytes());
-        put_str(&mut b, "héllo");
+        put_str(&mut b, text);
         put_str(&mut b, "a.arr");
         b.extend(9u32.to_le_bytes());
         b.extend(8u32.to_le_bytes());
@@ -848,6 +915,35 @@ mod tests {
             "{e}"
         );
         assert!(f.meta_str("a.u8").is_err());
+    }
+
+    /// Oracle: the whole file's parse of the same bytes. The second file's header (5 MiB of
+    /// metadata) is longer than the first read, so it takes the growing read.
+    #[test]
+    fn the_header_alone_reads_as_the_whole_file_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.gguf");
+        for text in ["héllo".to_string(), "z".repeat(5 << 20)] {
+            let bytes = tiny_file_with(&text);
+            std::fs::write(&path, &bytes).unwrap();
+            let full = GgufFile::parse(bytes, &path).unwrap();
+            let head = GgufHeader::read(&path).unwrap();
+            assert_eq!(head.metadata, full.metadata);
+            assert_eq!(head.tensors, full.tensors);
+            assert_eq!(
+                (head.version, head.alignment, head.data_start),
+                (full.version, full.alignment, full.data_start)
+            );
+            assert_eq!(head.meta_str("a.str").unwrap(), text);
+        }
+        // Cut inside the header: an error naming the file, after reading all there is.
+        std::fs::write(&path, &tiny_file()[..40]).unwrap();
+        let e = GgufHeader::read(&path).unwrap_err().to_string();
+        assert!(e.contains("t.gguf: GGUF:"), "{e}");
+        let e = GgufHeader::read(dir.path().join("absent.gguf"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("scripts/fetch-model.sh"), "{e}");
     }
 
     /// Malformed files are errors naming the file and the rule, never panics: every truncation

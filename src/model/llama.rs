@@ -28,7 +28,7 @@
 //! It does not tokenise (see [`crate::data::gguf_tokenizer`]) and does not train: the policy
 //! that trains wraps these blocks ([`crate::model::pretrained::PretrainedPolicy`]).
 
-use crate::gguf::GgufFile;
+use crate::gguf::{GgufFile, GgufHeader};
 use crate::{Error, Result};
 use burn::module::{Module, Param};
 use burn::tensor::activation::{silu, softmax};
@@ -68,7 +68,7 @@ impl LlamaConfig {
     /// Read the config from a GGUF file's `llama.*` metadata, checking that the architecture is
     /// `llama` and that the shapes are consistent (H divides d, H_kv divides H, the RoPE
     /// dimension is even and at most the head size).
-    pub fn from_gguf(file: &GgufFile) -> Result<LlamaConfig> {
+    pub fn from_gguf(file: &GgufHeader) -> Result<LlamaConfig> {
         let bad = |rule: String| Error::msg(format!("{}: GGUF: {rule}", file.path().display()));
         let arch = file.meta_str("general.architecture")?;
         if arch != "llama" {

@@ -19,7 +19,7 @@ use rand::seq::SliceRandom;
 
 /// Sequences per chunk when scoring many sequences without gradients: every chunk of a call
 /// has `min(SCORE_CHUNK, n)` rows (the last one padded), so a call builds one batch shape.
-const SCORE_CHUNK: usize = 512;
+pub const SCORE_CHUNK: usize = 512;
 
 /// A frozen copy of a policy, evaluated without any autodiff graph and never given a code.
 ///

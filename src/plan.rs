@@ -602,61 +602,54 @@ pub fn estimate(s: &Scenario) -> Estimate {
             fields,
         });
     }
-    if let Some(Ok(p)) = &pretrained {
-        let work_pre = p.push_parts(s, &mut parts, &model_fields, n, len, lr, max_head);
-        if max_k > 0.0 {
-            parts.push(Part {
-                name: "codes",
-                bytes: max_k * (eval_pairs * 60.0 + train_pairs.min(4000.0) * 16.0),
-                on_device: false,
-                fields: vec![k_field, format!("data.eval_pairs = {}", s.data.eval_pairs)],
-            });
-        }
-        return Estimate {
-            parts,
-            work: work_pre,
-            steps,
-            cuda: s.train.device != "cpu",
-        };
+    // A pretrained model's parts and work come from its own sizes; the scratch model's below.
+    let pretrained_work = match &pretrained {
+        Some(Ok(p)) => Some(p.push_parts(s, &mut parts, &model_fields, n, len, lr, max_head)),
+        _ => None,
+    };
+    if pretrained_work.is_none() {
+        let policy = vm * d
+            + len * d
+            + layers * (4.0 * d * d + 4.0 * d + 2.0 * d * f + d + f + 4.0 * d)
+            + 2.0 * d
+            + d * vm
+            + vm;
+        parts.push(Part {
+            name: "model",
+            bytes: 4.0 * (5.0 * policy + 4.0 * max_head),
+            on_device: true,
+            fields: model_fields.clone(),
+        });
+        parts.push(Part {
+            name: "optimiser",
+            bytes: 12.0 * (policy + max_head),
+            on_device: true,
+            fields: model_fields,
+        });
+        let act = len * (12.0 * d + 2.0 * f) + 2.0 * heads * len * len;
+        let train_step = 8.0 * 2.0 * b * (layers * act + 3.0 * len * vm);
+        let eval_chunk = 4.0
+            * 2.0
+            * crate::train::EVAL_CHUNK as f64
+            * (1.0 + max_context)
+            * (act + 3.0 * len * vm);
+        let sampling = 4.0 * 500.0 * (act + 2.0 * len * vm);
+        let warm_step = 8.0 * b * (layers * act + 3.0 * len * vm);
+        parts.push(Part {
+            name: "batches",
+            bytes: train_step.max(eval_chunk).max(sampling).max(warm_step),
+            on_device: true,
+            fields: with(
+                &[
+                    format!("train.batch_size = {}", s.train.batch_size),
+                    format!("model.d_model = {}", m.d_model),
+                    format!("model.layers = {}", m.layers),
+                    format!("model.heads = {}", m.heads),
+                ],
+                &world_fields,
+            ),
+        });
     }
-    let policy = vm * d
-        + len * d
-        + layers * (4.0 * d * d + 4.0 * d + 2.0 * d * f + d + f + 4.0 * d)
-        + 2.0 * d
-        + d * vm
-        + vm;
-    parts.push(Part {
-        name: "model",
-        bytes: 4.0 * (5.0 * policy + 4.0 * max_head),
-        on_device: true,
-        fields: model_fields.clone(),
-    });
-    parts.push(Part {
-        name: "optimiser",
-        bytes: 12.0 * (policy + max_head),
-        on_device: true,
-        fields: model_fields,
-    });
-    let act = len * (12.0 * d + 2.0 * f) + 2.0 * heads * len * len;
-    let train_step = 8.0 * 2.0 * b * (layers * act + 3.0 * len * vm);
-    let eval_chunk =
-        4.0 * 2.0 * crate::train::EVAL_CHUNK as f64 * (1.0 + max_context) * (act + 3.0 * len * vm);
-    let sampling = 4.0 * 500.0 * (act + 2.0 * len * vm);
-    let warm_step = 8.0 * b * (layers * act + 3.0 * len * vm);
-    parts.push(Part {
-        name: "batches",
-        bytes: train_step.max(eval_chunk).max(sampling).max(warm_step),
-        on_device: true,
-        fields: with(
-            &[
-                format!("train.batch_size = {}", s.train.batch_size),
-                format!("model.d_model = {}", m.d_model),
-                format!("model.layers = {}", m.layers),
-                format!("model.heads = {}", m.heads),
-            ],
-            &world_fields,
-        ),
-    });
     if max_k > 0.0 {
         parts.push(Part {
             name: "codes",
@@ -665,7 +658,8 @@ pub fn estimate(s: &Scenario) -> Estimate {
             fields: vec![k_field, format!("data.eval_pairs = {}", s.data.eval_pairs)],
         });
     }
-    let work = m.warmup_steps as f64 * b * 3.0 * forward + 2.0 * n * forward + work_methods;
+    let work = pretrained_work
+        .unwrap_or(m.warmup_steps as f64 * b * 3.0 * forward + 2.0 * n * forward + work_methods);
     Estimate {
         parts,
         work,

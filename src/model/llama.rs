@@ -202,9 +202,10 @@ pub(crate) struct Aux<B: Backend> {
     /// `[1, L*(past+L)]`: 0 where query i may read key j (`j <= past + i`), [`MASKED_SCORE`]
     /// elsewhere.
     causal: Tensor<B, 2>,
-    /// `[L, d_h]` cosines and sines per position and dimension (1 and 0 past `rope_dim`).
-    cos: Tensor<B, 2>,
-    sin: Tensor<B, 2>,
+    /// Per head count `h` of the model (query heads, key/value heads): the cosines and sines
+    /// per position and dimension (1 and 0 past `rope_dim`) repeated over the heads, as
+    /// `[1, L*h*d_h]` rows, built once per pass.
+    rope_rows: Vec<(usize, Tensor<B, 2>, Tensor<B, 2>)>,
     /// `[d_h, d_h]`: `x rot` maps each pair `(x0, x1)` to `(-x1, x0)`.
     rot: Tensor<B, 2>,
 }
@@ -220,23 +221,22 @@ pub(crate) struct Kv<B: Backend> {
 
 impl<B: Backend> LlamaBlock<B> {
     /// RoPE on `t` `[N*L*heads, d_h]` laid out as `[N, L, heads, d_h]`:
-    /// `t * cos + (t rot) * sin`, with the `[L, d_h]` tables broadcast over N and heads.
+    /// `t * cos + (t rot) * sin`, with the tables broadcast over N and heads.
     fn rope(t: Tensor<B, 2>, heads: usize, aux: &Aux<B>) -> Tensor<B, 2> {
         let [rows, dh] = t.dims();
         let (n, l) = (aux.n, aux.l);
         let rotated = t.clone().matmul(aux.rot.clone());
         // `[N, L*h*dh] * [1, L*h*dh]`: the shared-row broadcast the CPU backend runs with SIMD
         // (a `[1, L, 1, dh]` factor against `[N, L, h, dh]` takes its scalar strided path, 5-8 %
-        // of a frozen-prefix pass). The same products and sums, element by element.
-        let per_head = |c: &Tensor<B, 2>| {
-            c.clone()
-                .reshape([l, 1, dh])
-                .repeat_dim(1, heads)
-                .reshape([1, l * heads * dh])
-        };
+        // of a frozen-prefix pass).
+        let (_, cos, sin) = aux
+            .rope_rows
+            .iter()
+            .find(|(h, _, _)| *h == heads)
+            .expect("rope_aux builds the rows of every head count of the model");
         let t2 = t.reshape([n, l * heads * dh]);
         let r2 = rotated.reshape([n, l * heads * dh]);
-        (t2 * per_head(&aux.cos) + r2 * per_head(&aux.sin)).reshape([rows, dh])
+        (t2 * cos.clone() + r2 * sin.clone()).reshape([rows, dh])
     }
 
     /// This block's weights on `device` of another backend.
@@ -347,19 +347,25 @@ pub struct Llama<B: Backend> {
 }
 
 /// The causal mask and RoPE tables for `n` sequences of `l` positions that follow `past`
-/// cached ones (positions `past .. past + l`; `past = 0` without a cache), head size `dh`:
+/// cached ones (positions `past .. past + l`; `past = 0` without a cache), for blocks like
+/// `first` (its head size and head counts; without blocks, one head of size `d`):
 /// rotation angle `p * base^(-2i / rope_dim)` for pair i at position p (dimensions past
 /// `rope_dim` are not rotated); each query reads every cached key and the keys up to its own
 /// position.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn rope_aux<B: Backend>(
     n: usize,
     l: usize,
     past: usize,
-    dh: usize,
+    d: usize,
+    first: Option<&LlamaBlock<B>>,
     rope_base: f64,
     rope_dim: usize,
     device: &B::Device,
 ) -> Aux<B> {
+    let (dh, head_counts) = first.map_or((d, vec![1]), |b| {
+        (d / b.n_heads, vec![b.n_heads, b.n_kv_heads])
+    });
     let s = past + l;
     // tril_mask is false where j <= i + offset (readable) and true elsewhere (masked).
     let future = Tensor::<B, 2, Bool>::tril_mask([l, s], past as i64, device);
@@ -383,14 +389,26 @@ pub(crate) fn rope_aux<B: Backend>(
         rot[(2 * i + 1) * dh + 2 * i] = -1.0;
         rot[(2 * i) * dh + 2 * i + 1] = 1.0;
     }
-    let table = |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [l, dh]), device);
+    // Each position's row repeated `h` times: the `[1, L*h*dh]` layout of `[N, L, h, dh]`.
+    let per_head = |v: &[f32], h: usize| {
+        let row: Vec<f32> = v
+            .chunks(dh)
+            .flat_map(|p| std::iter::repeat_n(p, h).flatten().copied())
+            .collect();
+        Tensor::from_data(TensorData::new(row, [1, l * h * dh]), device)
+    };
+    let mut rope_rows: Vec<(usize, Tensor<B, 2>, Tensor<B, 2>)> = Vec::new();
+    for &h in &head_counts {
+        if !rope_rows.iter().any(|(k, _, _)| *k == h) {
+            rope_rows.push((h, per_head(&cos, h), per_head(&sin, h)));
+        }
+    }
     Aux {
         n,
         l,
         past,
         causal,
-        cos: table(cos),
-        sin: table(sin),
+        rope_rows,
         rot: Tensor::from_data(TensorData::new(rot, [dh, dh]), device),
     }
 }
@@ -505,11 +523,18 @@ impl<B: Backend> Llama<B> {
     }
 
     /// [`rope_aux`] for `n` rows of `l` positions after `past` cached ones, at this model's
-    /// head size and RoPE settings.
+    /// heads and RoPE settings.
     fn aux(&self, n: usize, l: usize, past: usize, device: &B::Device) -> Aux<B> {
-        let d = self.d_model();
-        let dh = self.blocks.first().map_or(d, |b| d / b.n_heads);
-        rope_aux(n, l, past, dh, self.rope_base, self.rope_dim, device)
+        rope_aux(
+            n,
+            l,
+            past,
+            self.d_model(),
+            self.blocks.first(),
+            self.rope_base,
+            self.rope_dim,
+            device,
+        )
     }
 
     /// The token embedding of ids `[N, L]`, flattened to the residual stream `[N*L, d]`.

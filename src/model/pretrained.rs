@@ -426,8 +426,16 @@ impl<B: Backend> PretrainedPolicy<B> {
             (None, Some(f)) => f.states::<B>(ids, &device),
             (None, None) => unreachable!("a pretrained policy has an embedding or a prefix"),
         };
-        let dh = self.blocks.first().map_or(d, |b| d / b.n_heads());
-        let aux = rope_aux(n, l, 0, dh, self.rope_base, self.rope_dim, &device);
+        let aux = rope_aux(
+            n,
+            l,
+            0,
+            d,
+            self.blocks.first(),
+            self.rope_base,
+            self.rope_dim,
+            &device,
+        );
         let x = self.blocks.iter().fold(x, |x, b| b.forward(x, &aux));
         self.norm.forward(x).reshape([n, l, d])
     }

@@ -693,11 +693,7 @@ fn pretrained_sizes(s: &Scenario) -> Option<std::result::Result<PretrainedSizes,
         let config = crate::model::LlamaConfig::from_gguf(&file)?;
         let trainable = s
             .model
-            .trainable
-            .as_deref()
-            .map(crate::model::pretrained::Trainable::parse)
-            .transpose()
-            .map_err(Error::msg)?
+            .trainable()
             .unwrap_or(crate::model::pretrained::Trainable::All);
         let first_trained = match trainable {
             crate::model::pretrained::Trainable::All => 0,

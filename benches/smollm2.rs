@@ -46,7 +46,10 @@ fn main() {
     let policy = Policy::Pretrained(
         PretrainedPolicy::<CpuBackend>::load(
             &path,
-            Trainable::Last(2),
+            Trainable::Last {
+                blocks: 2,
+                head: false,
+            },
             PROMPT + 1 + RESPONSE,
             sep,
             &device,

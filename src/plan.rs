@@ -45,7 +45,8 @@
 //! With `model.pretrained` the sizes come from the model's GGUF header (its metadata and tensor
 //! table, read once per estimate without the weights; the `model.*` width fields do not apply): `d`, `f`, `n`, `h`, `h_kv`, `V` from its `llama.*`
 //! metadata, `P` its parameters and `P_t` those that train (`model.trainable`: all, or the last
-//! `K` blocks and the final norm), `n_t` the blocks that train. There is no warm-up, and:
+//! `K` blocks and the final norm, and the output projection with `model.train_head`), `n_t` the
+//! blocks that train. There is no warm-up, and:
 //! ```text
 //! model        4 (P + 2 P_t + 4 P_h)                 f32 weights, the start and best copies of what trains
 //! optimiser    12 (P_t + P_h)
@@ -675,7 +676,8 @@ struct PretrainedSizes {
     config: crate::model::LlamaConfig,
     /// Every parameter (all tensors of the file).
     params: f64,
-    /// Parameters that train (`model.trainable`): all, or the last K blocks and the final norm.
+    /// Parameters that train (`model.trainable`): all, or the last K blocks and the final norm
+    /// (and the output projection with `model.train_head`).
     trainable: f64,
     /// Blocks that train.
     trainable_blocks: f64,
@@ -697,14 +699,22 @@ fn pretrained_sizes(s: &Scenario) -> Option<std::result::Result<PretrainedSizes,
             .unwrap_or(crate::model::pretrained::Trainable::All);
         let first_trained = match trainable {
             crate::model::pretrained::Trainable::All => 0,
-            crate::model::pretrained::Trainable::Last(k) => config.n_layers.saturating_sub(k),
+            crate::model::pretrained::Trainable::Last { blocks, .. } => {
+                config.n_layers.saturating_sub(blocks)
+            }
         };
         // Tensor names follow llama.cpp: `blk.N.*` for block N, `output_norm.weight`, the
         // embedding `token_embd.weight` (tied output unless `output.weight` exists).
+        let output = if file.tensors.iter().any(|t| t.name == "output.weight") {
+            "output.weight"
+        } else {
+            "token_embd.weight"
+        };
         let trains = |name: &str| match trainable {
             crate::model::pretrained::Trainable::All => true,
-            crate::model::pretrained::Trainable::Last(_) => {
+            crate::model::pretrained::Trainable::Last { head, .. } => {
                 name == "output_norm.weight"
+                    || (head && name == output)
                     || name
                         .strip_prefix("blk.")
                         .and_then(|rest| rest.split('.').next())

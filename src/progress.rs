@@ -1,5 +1,6 @@
 //! Progress display for long work: one indicatif bar per method with the live loss, accuracy
-//! and KL. Hidden with `--quiet` and when stderr is not a terminal (logs and CI stay clean).
+//! and KL. When stderr is not a terminal (a log file, CI) the bar is hidden and a plain line
+//! takes its place at most every [`TICK_LINE_SECONDS`] s; `--quiet` shows neither.
 
 use crate::train::{CurvePoint, TrainObserver, TrainStatus};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -75,6 +76,9 @@ pub struct MethodProgress {
     first_step: Option<Ticker>,
     /// What the first step is doing, for its ticker.
     first_step_work: &'static str,
+    /// Plain progress lines instead of the bar (stderr is not a terminal, not quiet): when
+    /// the last one was printed.
+    lines: Option<Instant>,
 }
 
 impl MethodProgress {
@@ -83,7 +87,8 @@ impl MethodProgress {
     /// CPU it is only the first step.
     pub fn new(label: &str, total: usize, quiet: bool, compiles: bool) -> Self {
         let bar = ProgressBar::new(total as u64);
-        if quiet || !std::io::stderr().is_terminal() {
+        let terminal = std::io::stderr().is_terminal();
+        if quiet || !terminal {
             bar.set_draw_target(ProgressDrawTarget::hidden());
         }
         bar.set_style(
@@ -105,7 +110,23 @@ impl MethodProgress {
             } else {
                 "first step"
             },
+            lines: (!quiet && !terminal).then(Instant::now),
         }
+    }
+
+    /// The plain line standing in for the bar: `"{label}: step {pos}/{len}, {msg}, {s} s
+    /// elapsed"`.
+    fn line(&self) -> String {
+        tick_line(
+            &format!(
+                "{}: step {}/{}, {}",
+                self.label,
+                self.bar.position(),
+                self.bar.length().unwrap_or(0),
+                self.bar.message().trim_end()
+            ),
+            self.bar.elapsed(),
+        )
     }
 
     /// Close the bar with the method's outcome.
@@ -117,6 +138,9 @@ impl MethodProgress {
             TrainStatus::Diverged { step } => self
                 .bar
                 .abandon_with_message(format!("{} diverged at step {step}", self.label)),
+        }
+        if self.lines.is_some() {
+            eprintln!("{}", self.line());
         }
     }
 }
@@ -133,6 +157,12 @@ impl TrainObserver for MethodProgress {
         self.bar.inc(1);
         self.bar
             .set_message(format!("loss {loss:.4} {}", self.last_eval));
+        if let Some(last) = self.lines
+            && last.elapsed() >= Duration::from_secs(TICK_LINE_SECONDS)
+        {
+            eprintln!("{}", self.line());
+            self.lines = Some(Instant::now());
+        }
     }
 
     fn on_eval(&mut self, p: &CurvePoint) {
@@ -158,6 +188,19 @@ mod tests {
         let gpu = MethodProgress::new("dpo", 10, true, true);
         assert_eq!(cpu.first_step_work, "first step");
         assert_eq!(gpu.first_step_work, "compiling kernels (first step)");
+    }
+
+    #[test]
+    fn the_plain_line_says_the_step_and_the_bar_message() {
+        // Oracle: the bar's own state, written out as the documented line.
+        let mut p = MethodProgress::new("dpo", 50, true, false);
+        p.on_step(1, 0.7);
+        p.on_step(2, 0.69);
+        let line = p.line();
+        assert!(line.starts_with("dpo: step 2/50, loss 0.6900, "), "{line}");
+        assert!(line.ends_with(" s elapsed"), "{line}");
+        // Quiet: no lines.
+        assert!(p.lines.is_none());
     }
 
     #[test]

@@ -954,6 +954,11 @@ pub struct ModelSpec {
     /// per sequence). See `model::pretrained`.
     #[serde(default)]
     pub trainable: Option<String>,
+    /// With `trainable = "last:K"`: whether the output projection trains too (untied from the
+    /// frozen input embedding it starts as). Default false. With `"all"` it always trains, so
+    /// `false` is an error there.
+    #[serde(default)]
+    pub train_head: Option<bool>,
 }
 
 impl Default for ModelSpec {
@@ -968,6 +973,7 @@ impl Default for ModelSpec {
             warmup_lr: d_warmup_lr(),
             pretrained: None,
             trainable: None,
+            train_head: None,
         }
     }
 }
@@ -2278,6 +2284,21 @@ impl ModelSpec {
                 return Err(rule("model.trainable", e));
             }
         }
+        if let Some(head) = self.train_head {
+            if self.pretrained.is_none() {
+                return Err(rule(
+                    "model.train_head",
+                    "applies only with model.pretrained (a GGUF model file)",
+                ));
+            }
+            if !head && self.trainable() == Some(crate::model::pretrained::Trainable::All) {
+                return Err(rule(
+                    "model.train_head",
+                    "false needs model.trainable = \"last:K\": with \"all\" the head is the \
+                     tied input embedding and trains with it",
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -2286,7 +2307,9 @@ impl ModelSpec {
     pub fn trainable(&self) -> Option<crate::model::pretrained::Trainable> {
         self.pretrained.as_ref()?;
         let t = self.trainable.as_deref().unwrap_or("all");
-        crate::model::pretrained::Trainable::parse(t).ok()
+        crate::model::pretrained::Trainable::parse(t)
+            .ok()
+            .map(|t| t.with_head(self.train_head.unwrap_or(false)))
     }
 }
 
@@ -2489,6 +2512,29 @@ mod tests {
             Scenario::from_toml_str("[train]\nfusion = \"off\"", "t"),
             Err(ScenarioError::Parse { .. })
         ));
+    }
+
+    #[test]
+    fn the_head_trains_only_when_asked_or_with_every_parameter() {
+        use crate::model::pretrained::Trainable;
+        // Oracle: the field's documented default (false) and `all`, which always trains it.
+        let model = |lines: &str| {
+            let text = format!(
+                "[model]\npretrained = \"m.gguf\"\n{lines}\n[[data.files]]\npath = \"x.jsonl\"\n\
+                 format = \"hh-rlhf\"\ngroup = \"g\""
+            );
+            Scenario::from_toml_str(&text, "t")
+                .unwrap()
+                .model
+                .trainable()
+                .unwrap()
+        };
+        let last2 = |head| Trainable::Last { blocks: 2, head };
+        assert_eq!(model("trainable = \"last:2\""), last2(false));
+        let head = "trainable = \"last:2\"\ntrain_head = true";
+        assert_eq!(model(head), last2(true));
+        assert_eq!(model(""), Trainable::All);
+        assert_eq!(model("train_head = true"), Trainable::All);
     }
 
     #[test]

@@ -745,6 +745,19 @@ const RULES: &[Row] = &[
         "model.trainable",
         "is not \"all\" or \"last:K\"",
     ),
+    (
+        "[model]\ntrain_head = true #!",
+        "model.train_head",
+        "applies only with model.pretrained",
+    ),
+    (
+        concat!(
+            "[model]\npretrained = \"m.gguf\"\ntrain_head = false #! trainable = \"last:2\"\n",
+            hh!("group = \"g\"")
+        ),
+        "model.train_head",
+        "false needs model.trainable = \"last:K\"",
+    ),
     // TrainSpec::validate
     ("[train]\nsteps = 0 #!", "train.steps", "must be >= 1"),
     ("[train]\nepochs = 0 #!", "train.epochs", "must be >= 1"),

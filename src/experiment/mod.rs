@@ -495,7 +495,8 @@ impl<B: AutodiffBackend> RunOn<B> {
         let policy = initial_policy::<B>(scenario, data, device)?;
         let (start, reference, warm_kl) = if let Policy::Pretrained(p) = &policy {
             note(&format!(
-                "{}: pretrained policy {} ({} trainable blocks{}); it is pi_ref, so no warm-up",
+                "{}: pretrained policy {} ({} trainable blocks{}, head {}); it is pi_ref, so no \
+                 warm-up",
                 scenario.name,
                 scenario
                     .model
@@ -506,6 +507,7 @@ impl<B: AutodiffBackend> RunOn<B> {
                 p.trainable_blocks(),
                 p.frozen()
                     .map_or(String::new(), |f| format!(", {} frozen", f.blocks())),
+                if p.trains_head() { "trains" } else { "frozen" },
             ));
             let reference = policy.valid();
             (policy, reference, None)

@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! "all"     E (tied output) -> blocks 0 .. n-1 -> norm -> E^T        every parameter trains
-//! "last:k"  [E -> blocks 0 .. n-k-1]  -> blocks n-k .. n-1 -> norm -> H (frozen, = E^T)
+//! "last:k"  [E -> blocks 0 .. n-k-1]  -> blocks n-k .. n-1 -> norm -> H (= E^T at the start)
 //!            frozen prefix, host CPU,     trainable tail on the run's device
 //!            memoised per sequence
 //! ```
@@ -18,9 +18,11 @@
 //! With `last:k` the frozen prefix's output (the residual stream after block n-k-1) depends
 //! only on the tokens, so it is computed once per distinct sequence and kept
 //! ([`FrozenPrefix`]); every later pass (reference log-probs, each training step, evaluation)
-//! runs only the k trainable blocks. The output projection stays frozen in that mode: it is the
-//! tied input embedding, it is the largest matrix of a small model (49152 x 576 for
-//! SmolLM2-135M) and its weight gradient alone would cost as much as the tail's.
+//! runs only the k trainable blocks. In that mode the output projection H trains or not by
+//! `model.train_head`: when it trains it is a copy of the (tied) input embedding's transpose,
+//! untied from it (the embedding only feeds the frozen prefix). It is the largest matrix of a
+//! small model (49152 x 576 for SmolLM2-135M): its weight gradient costs about a quarter more
+//! per step than the tail alone, and its optimiser state 12 bytes per entry.
 
 use crate::Error;
 use crate::Result;
@@ -38,21 +40,47 @@ use std::sync::{Arc, Mutex};
 pub enum Trainable {
     /// Every parameter (embedding, tied output, all blocks, final norm).
     All,
-    /// The last k blocks and the final norm; the rest is frozen and its output memoised.
-    Last(usize),
+    /// The last `blocks` blocks and the final norm, and the output projection when `head`;
+    /// the rest is frozen and its output memoised.
+    Last {
+        /// Blocks that train (k >= 1), counted from the top.
+        blocks: usize,
+        /// Whether the output projection trains (`model.train_head`).
+        head: bool,
+    },
 }
 
 impl Trainable {
-    /// Parse `"all"` or `"last:k"` (k ≥ 1). The error states the rule.
+    /// Parse `"all"` or `"last:k"` (k ≥ 1; the head frozen, see [`Trainable::with_head`]).
+    /// The error states the rule.
     pub fn parse(s: &str) -> std::result::Result<Trainable, String> {
         if s == "all" {
             return Ok(Trainable::All);
         }
         match s.strip_prefix("last:").map(str::parse::<usize>) {
-            Some(Ok(k)) if k >= 1 => Ok(Trainable::Last(k)),
+            Some(Ok(k)) if k >= 1 => Ok(Trainable::Last {
+                blocks: k,
+                head: false,
+            }),
             _ => Err(format!(
                 "'{s}' is not \"all\" or \"last:K\" with K a whole number of blocks >= 1"
             )),
+        }
+    }
+
+    /// The same choice with the output projection training or not (`All` always trains it).
+    pub fn with_head(self, head: bool) -> Trainable {
+        match self {
+            Trainable::All => Trainable::All,
+            Trainable::Last { blocks, .. } => Trainable::Last { blocks, head },
+        }
+    }
+
+    /// Whether the output projection trains.
+    pub fn trains_head(self) -> bool {
+        match self {
+            Trainable::All => true,
+            Trainable::Last { head, .. } => head,
         }
     }
 }
@@ -318,7 +346,8 @@ impl FrozenPrefix {
 pub struct PretrainedPolicy<B: Backend> {
     /// Token embedding E `[V, d]` (`trainable = "all"`; with `last:k` it is in the prefix).
     embedding: Option<Param<Tensor<B, 2>>>,
-    /// Untied output projection `[d, V]` (`trainable = "all"` and a file that has one).
+    /// Untied output projection `[d, V]` that trains: with `trainable = "all"` when the file
+    /// has one, with `last:k` when the head trains (a copy of the tied embedding's transpose).
     output: Option<Param<Tensor<B, 2>>>,
     /// The blocks that train.
     blocks: Vec<LlamaBlock<B>>,
@@ -331,7 +360,7 @@ pub struct PretrainedPolicy<B: Backend> {
     /// each method's start), so each sequence's prefix states are computed once per run.
     #[module(skip)]
     frozen: Option<Arc<FrozenPrefix>>,
-    /// The frozen output projection `[d, V]` (`last:k`): not a parameter.
+    /// The frozen output projection `[d, V]` (`last:k` with the head frozen): not a parameter.
     #[module(skip)]
     frozen_head: Option<Tensor<B, 2>>,
 }
@@ -364,8 +393,8 @@ impl<B: Backend> PretrainedPolicy<B> {
         }
         let frozen_blocks = match trainable {
             Trainable::All => 0,
-            Trainable::Last(k) if k <= n => n - k,
-            Trainable::Last(k) => {
+            Trainable::Last { blocks: k, .. } if k <= n => n - k,
+            Trainable::Last { blocks: k, .. } => {
                 return Err(Error::msg(format!(
                     "model.trainable = \"last:{k}\": {} has {n} blocks, so K must be 1..={n}",
                     path.display()
@@ -401,7 +430,11 @@ impl<B: Backend> PretrainedPolicy<B> {
                 Some(w) => w.val(),
                 None => host.token_embd.val().transpose(),
             };
-            policy.frozen_head = Some(copy_to(&head, device));
+            if trainable.trains_head() {
+                policy.output = Some(Param::from_tensor(copy_to(&head, device)));
+            } else {
+                policy.frozen_head = Some(copy_to(&head, device));
+            }
             host.blocks.truncate(frozen_blocks);
             host.output = None;
             policy.frozen = Some(Arc::new(FrozenPrefix {
@@ -475,6 +508,11 @@ impl<B: Backend> PretrainedPolicy<B> {
         self.blocks.len()
     }
 
+    /// Whether the output projection trains.
+    pub fn trains_head(&self) -> bool {
+        self.output.is_some() || self.embedding.is_some()
+    }
+
     /// The frozen prefix (`last:k`), if any.
     pub fn frozen(&self) -> Option<&FrozenPrefix> {
         self.frozen.as_deref()
@@ -546,7 +584,13 @@ mod tests {
     #[test]
     fn trainable_parses_all_and_last_k() {
         assert_eq!(Trainable::parse("all"), Ok(Trainable::All));
-        assert_eq!(Trainable::parse("last:3"), Ok(Trainable::Last(3)));
+        let last3 = Trainable::Last {
+            blocks: 3,
+            head: false,
+        };
+        assert_eq!(Trainable::parse("last:3"), Ok(last3));
+        assert!(!last3.trains_head() && last3.with_head(true).trains_head());
+        assert!(Trainable::All.with_head(false).trains_head());
         for bad in ["last:0", "last:", "last:x", "first:2", "ALL", ""] {
             assert!(Trainable::parse(bad).is_err(), "{bad}");
         }

@@ -10,6 +10,9 @@
 //!   on the training pairs; `length rule per group (train)`, that choice made per group on its
 //!   training pairs (a group without training pairs takes the overall choice). Every rule is
 //!   learned on training pairs only and scored on held-out pairs.
+//! - **Pretrained-model baselines** ([`pretrained_baselines`]): the model's zero-shot
+//!   preference ([`zero_shot_baselines`]) and a linear Bradley–Terry probe on its frozen
+//!   features, fitted to the training pairs ([`probe_baseline`], [`crate::probe`]).
 //! - **Shuffled-code NMI**: the NMI of a method's codes after a seeded random permutation of the
 //!   codes over the pairs (which keeps how often each code and each group occur and breaks any
 //!   link between them), over [`NULL_PERMUTATIONS`] permutations: its mean and 95th percentile
@@ -25,9 +28,11 @@
 use crate::data::PreferencePair;
 use crate::data::real::{LoadReport, PairInfo};
 use crate::metrics;
+use crate::probe::Probe;
 use crate::results::metrics_row::{MetricsRow, NmiNull, finite};
 use crate::results::rows::{BaselineCell, BaselineHead, BaselineRow, BaselineTail, CodeRow};
 use crate::rng::stream;
+use crate::train::{PairFeatures, ReferenceCache};
 use rand::seq::SliceRandom;
 
 /// Held-out pairs below which a group is flagged and pooled.
@@ -351,6 +356,85 @@ pub fn zero_shot_baselines(
     vec![sum, mean]
 }
 
+/// The linear Bradley–Terry probe ([`crate::probe`]) on the pretrained reference's response
+/// features: trained on the training pairs' features (lambda by cross-validation on them),
+/// scored on the held-out pairs (credit 1 for a positive margin, 0 for a negative, 0.5 on a
+/// tie). `train` and `eval` are the features of the training and held-out pairs, `eval_pairs`
+/// the held-out pairs (for their groups).
+pub fn probe_baseline(
+    train: &PairFeatures,
+    eval_pairs: &[PreferencePair],
+    eval: &PairFeatures,
+    group_names: &[String],
+) -> Baseline {
+    let name = "linear probe on frozen features (train)";
+    let diffs: Vec<Vec<f64>> = train
+        .chosen
+        .iter()
+        .zip(&train.rejected)
+        .map(|(c, r)| {
+            c.iter()
+                .zip(r)
+                .map(|(a, b)| *a as f64 - *b as f64)
+                .collect()
+        })
+        .collect();
+    let Some(probe) = Probe::train(&diffs) else {
+        return Baseline {
+            name,
+            rule: "no training pairs to fit".to_string(),
+            overall: Score::NoPairs,
+            per_group: vec![Score::NoPairs; group_names.len()],
+        };
+    };
+    let index: Vec<usize> = (0..eval_pairs.len()).collect();
+    let (overall, per_group) = score_by_group(
+        &index,
+        group_names.len(),
+        |&i| eval_pairs[i].group,
+        |&i| {
+            let m = probe.margin(&eval.chosen[i], &eval.rejected[i]);
+            Some(metrics::preference_credit(
+                metrics::margin_prediction(m),
+                1.0,
+            ))
+        },
+    );
+    Baseline {
+        name,
+        rule: format!(
+            "a reward linear in the pretrained model's mean final hidden state over the \
+             response (Bradley-Terry, no bias), fitted to the {} training pairs; L2 weight {} \
+             chosen by {}-fold cross-validation on them",
+            diffs.len(),
+            probe.lambda,
+            crate::probe::FOLDS
+        ),
+        overall,
+        per_group,
+    }
+}
+
+/// The baselines that read a pretrained reference: its zero-shot preference on the held-out
+/// pairs ([`zero_shot_baselines`]) and, where the caches hold features, the linear probe
+/// ([`probe_baseline`]).
+pub fn pretrained_baselines(
+    data: &crate::data::PreferenceData,
+    train_refs: &ReferenceCache,
+    eval_refs: &ReferenceCache,
+) -> Vec<Baseline> {
+    let mut out = zero_shot_baselines(
+        &data.eval,
+        &eval_refs.chosen,
+        &eval_refs.rejected,
+        &data.group_names,
+    );
+    if let (Some(train), Some(eval)) = (&train_refs.features, &eval_refs.features) {
+        out.push(probe_baseline(train, &data.eval, eval, &data.group_names));
+    }
+    out
+}
+
 /// Mean and 95th percentile of the shuffled-code NMI.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NullStats {
@@ -449,6 +533,20 @@ impl RealReference {
             baselines: accuracy_baselines(&train, &eval, &data.group_names),
             min_group_pairs: MIN_GROUP_PAIRS,
         }
+    }
+
+    /// Add the baselines that read a pretrained reference ([`pretrained_baselines`]), given its
+    /// training and held-out caches; unchanged with `None` (a scratch policy).
+    pub fn with_pretrained(
+        mut self,
+        data: &crate::data::PreferenceData,
+        refs: Option<(&ReferenceCache, &ReferenceCache)>,
+    ) -> RealReference {
+        if let Some((train_refs, eval_refs)) = refs {
+            self.baselines
+                .extend(pretrained_baselines(data, train_refs, eval_refs));
+        }
+        self
     }
 
     /// Whether some group with held-out pairs has fewer than `min_group_pairs` (then the
@@ -724,6 +822,88 @@ mod tests {
         assert_eq!(b[0].per_group, vec![Score::Value(0.75), Score::Value(0.0)]);
         assert_eq!(b[1].overall, Score::Value(0.5));
         assert_eq!(b[1].per_group, vec![Score::Value(0.5), Score::Value(0.5)]);
+    }
+
+    /// Oracle: every training pair's chosen response is one unit higher on feature 0 and the
+    /// two sides of feature 1 alternate, so the probe's weight on feature 0 is positive and the
+    /// held-out margins' signs follow feature 0: group a has two pairs oriented like training
+    /// (credit 1 each) and one with equal features (0.5), group b two reversed pairs (0).
+    /// Without features only the two zero-shot rows are made.
+    #[test]
+    fn the_probe_scores_held_out_pairs_by_the_direction_learned_on_training_pairs() {
+        let pair = |group| PreferencePair {
+            prompt: vec![],
+            chosen: vec![1],
+            rejected: vec![2],
+            group,
+            source: 0,
+            annotator: 0,
+            truth: None,
+        };
+        let train = crate::train::PairFeatures {
+            chosen: (0..40).map(|i| vec![1.0, (i % 2) as f32]).collect(),
+            rejected: (0..40).map(|i| vec![0.0, ((i + 1) % 2) as f32]).collect(),
+        };
+        let eval_pairs = [pair(0), pair(0), pair(0), pair(1), pair(1)];
+        let eval = crate::train::PairFeatures {
+            chosen: vec![
+                vec![2.0, 0.0],
+                vec![0.5, 1.0],
+                vec![0.3, 0.3],
+                vec![0.0, 0.0],
+                vec![-1.0, 0.5],
+            ],
+            rejected: vec![
+                vec![1.0, 0.0],
+                vec![0.0, 1.0],
+                vec![0.3, 0.3],
+                vec![1.0, 0.0],
+                vec![0.0, 0.5],
+            ],
+        };
+        let names = ["a".to_string(), "b".to_string()];
+        let b = probe_baseline(&train, &eval_pairs, &eval, &names);
+        assert_eq!(
+            b.per_group,
+            vec![Score::Value(2.5 / 3.0), Score::Value(0.0)]
+        );
+        assert_eq!(b.overall, Score::Value(2.5 / 5.0));
+        assert!(b.rule.contains("40 training pairs"), "{}", b.rule);
+        let none = probe_baseline(
+            &crate::train::PairFeatures {
+                chosen: vec![],
+                rejected: vec![],
+            },
+            &eval_pairs,
+            &eval,
+            &names,
+        );
+        assert_eq!(none.overall, Score::NoPairs);
+
+        let data = crate::data::PreferenceData {
+            train: vec![],
+            val: vec![],
+            eval: eval_pairs.to_vec(),
+            vocab: 3,
+            groups: 2,
+            group_names: names.to_vec(),
+            max_prompt_len: 0,
+            max_response_len: 1,
+            chat_separator: None,
+        };
+        let refs = |features| ReferenceCache {
+            chosen: vec![-1.0; 5],
+            rejected: vec![-2.0; 5],
+            features,
+        };
+        let with =
+            pretrained_baselines(&data, &refs(Some(train.clone())), &refs(Some(eval.clone())));
+        assert_eq!(with.len(), 3);
+        assert_eq!(with[2], b);
+        assert_eq!(
+            pretrained_baselines(&data, &refs(None), &refs(None)).len(),
+            2
+        );
     }
 
     fn s(group: usize, c: usize, r: usize, first_won: Option<bool>) -> Sample {

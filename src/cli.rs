@@ -50,8 +50,8 @@ pub enum Command {
     /// Rescore the checkpoints of a finished run folder (after `run`), writing the scores into
     /// DIR/rescored/ (metrics.csv, summary.md).
     Eval(EvalArgs),
-    /// Run every cell of a scenario's [sweep] grid (grid point × method), each into its own
-    /// folder OUT/cells/<point>/<method>/ written atomically; finished cells are skipped, so an
+    /// Run every cell of a scenario's `[sweep]` grid (grid point × method), each into its own
+    /// folder `OUT/cells/<point>/<method>/` written atomically; finished cells are skipped, so an
     /// interrupted sweep resumes where it stopped. Then merges OUT/all-metrics.csv and
     /// OUT/all-metrics-summary.csv (mean ± std over seeds).
     Sweep(SweepArgs),
@@ -74,7 +74,7 @@ pub struct ValidateArgs {
 /// Arguments of `lpc-bench generate`.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// Scenario file with a [world] table.
+    /// Scenario file with a `[world]` table.
     pub scenario: PathBuf,
     /// Output folder; created if missing. Refuses to overwrite existing outputs without --force.
     #[arg(long)]
@@ -107,7 +107,7 @@ pub struct ScoreArgs {
 /// Arguments of `lpc-bench run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Scenario file (one scenario; a file with a [sweep] table runs with `lpc-bench sweep`).
+    /// Scenario file (one scenario; a file with a `[sweep]` table runs with `lpc-bench sweep`).
     pub scenario: PathBuf,
     /// Output folder; created if missing. Refuses to overwrite existing results (checkpoints
     /// included) without --force. Required unless --dry-run.
@@ -178,7 +178,7 @@ pub struct EvalArgs {
 /// Arguments of `lpc-bench sweep`.
 #[derive(Debug, Args)]
 pub struct SweepArgs {
-    /// Scenario file with a [sweep] table (a file without one runs one cell per method).
+    /// Scenario file with a `[sweep]` table (a file without one runs one cell per method).
     pub scenario: PathBuf,
     /// Output folder (shared by every shard); created if missing. Required unless --dry-run.
     #[arg(long, required_unless_present = "dry_run")]

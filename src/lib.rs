@@ -27,6 +27,7 @@ pub mod objective;
 pub mod pca;
 pub mod plan;
 pub mod plots;
+pub mod probe;
 pub mod progress;
 pub mod report;
 pub mod results;

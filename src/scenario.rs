@@ -1717,7 +1717,11 @@ impl Scenario {
             d.eval_fraction = Some(self.data.eval_fraction());
             d.max_prompt_tokens = Some(self.data.max_prompt_tokens());
             d.max_response_tokens = Some(self.data.max_response_tokens());
-            d.tokenizer = Some(self.data.tokenizer().to_string());
+            // A pretrained model renders the text with its own tokenizer, and the field must
+            // stay unset (validation), so the resolved file reloads (`lpc-bench eval`).
+            if self.model.pretrained.is_none() {
+                d.tokenizer = Some(self.data.tokenizer().to_string());
+            }
             d.max_drop_fraction = Some(self.data.max_drop_fraction());
             for f in &mut d.files {
                 if f.format == DataFormat::Jsonl {
@@ -2417,6 +2421,36 @@ mod tests {
         let again = Scenario::from_toml_str(&s.to_toml().unwrap(), "other").unwrap();
         assert_eq!(again.to_toml().unwrap(), s.to_toml().unwrap());
         assert_eq!(again.name, "rt");
+    }
+
+    /// Every shipped scenario (sweep files aside) resolves to a `scenario.resolved.toml` that
+    /// loads again and resolves to itself: `lpc-bench eval` reloads that file. Oracle: the
+    /// validation rules themselves (a resolved pretrained scenario once named its tokenizer,
+    /// which `data.tokenizer must be left unset with model.pretrained` refuses).
+    #[test]
+    fn every_shipped_scenario_resolves_to_a_file_that_loads_again() {
+        let mut stack = vec![std::path::PathBuf::from("scenarios")];
+        let mut checked = 0;
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                if path.extension().is_none_or(|e| e != "toml") || text.contains("[sweep]") {
+                    continue;
+                }
+                let s = Scenario::load(&path).unwrap();
+                let resolved = s.to_toml().unwrap();
+                let again = Scenario::from_toml_str(&resolved, "x")
+                    .unwrap_or_else(|e| panic!("{}: resolved file refused: {e}", path.display()));
+                assert_eq!(again.to_toml().unwrap(), resolved, "{}", path.display());
+                checked += 1;
+            }
+        }
+        assert!(checked >= 20, "{checked} scenarios");
     }
 
     #[test]

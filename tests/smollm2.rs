@@ -501,3 +501,90 @@ fn the_estimate_of_a_pretrained_scenario_tracks_measured_peaks() {
         );
     }
 }
+
+/// A tiny pretrained run end to end, then `lpc-bench eval` of its folder: both summaries carry
+/// the three baselines that read the pretrained model, with the same held-out accuracies (the
+/// rescoring rebuilds the same pairs and the same reference, so the probe is refitted to the
+/// same features). Oracle: `run` and `eval` compute them independently from the checkpoint.
+#[test]
+fn a_pretrained_run_and_its_rescoring_report_the_model_baselines() {
+    let Some(model) = model_path() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = root().join("data/hh-rlhf");
+    let scenario = dir.path().join("tiny.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"name = "tiny-smollm2"
+[data]
+seed = 5
+max_prompt_tokens = 12
+max_response_tokens = 6
+train_pairs = 24
+val_pairs = 4
+eval_pairs = 24
+[[data.files]]
+path = "{h}/helpful-base/test.jsonl.gz"
+format = "hh-rlhf"
+group = "helpful"
+[[data.files]]
+path = "{h}/harmless-base/test.jsonl.gz"
+format = "hh-rlhf"
+group = "harmless"
+[model]
+pretrained = "{m}"
+trainable = "last:1"
+[train]
+steps = 2
+batch_size = 4
+[[methods]]
+method = "dpo"
+"#,
+            h = data.display(),
+            m = model.display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let exe = env!("CARGO_BIN_EXE_lpc-bench");
+    let status = |args: &[&str]| {
+        let o = std::process::Command::new(exe).args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let out_s = out.to_str().unwrap();
+    status(&[
+        "run",
+        scenario.to_str().unwrap(),
+        "--out",
+        out_s,
+        "--quiet",
+        "--threads",
+        "1",
+    ]);
+    status(&["eval", out_s, "--quiet"]);
+    let rows = |path: PathBuf| -> Vec<String> {
+        let text = std::fs::read_to_string(&path).unwrap();
+        [
+            "zero-shot log-prob (sum)",
+            "zero-shot log-prob (per token)",
+            "linear probe on frozen features (train)",
+        ]
+        .iter()
+        .map(|name| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("| {name} |")))
+                .unwrap_or_else(|| panic!("{name} missing from {}:\n{text}", path.display()))
+                .to_string()
+        })
+        .collect()
+    };
+    let ran = rows(out.join("summary.md"));
+    assert_eq!(ran, rows(out.join("rescored/summary.md")));
+    assert!(
+        ran[2].contains("fitted to the 24 training pairs"),
+        "{}",
+        ran[2]
+    );
+}

@@ -45,8 +45,19 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let ckpt = dir.join("checkpoints");
     let skeleton = crate::experiment::initial_policy::<CpuBackend>(&scenario, data, &device)?;
     let reference: Policy<CpuBackend> = load(skeleton, &ckpt.join("reference"), &device)?;
-    let train_refs = ReferenceCache::compute(&reference, &data.train, data.separator());
-    let eval_refs = ReferenceCache::compute(&reference, &data.eval, data.separator());
+    // A pretrained reference also gives the baselines that read it (as `run` writes them).
+    let pretrained = matches!(reference, Policy::Pretrained(_));
+    let refs = |pairs| {
+        ReferenceCache::compute_with_progress(
+            &reference,
+            pairs,
+            data.separator(),
+            pretrained,
+            |_| {},
+        )
+    };
+    let train_refs = refs(&data.train);
+    let eval_refs = refs(&data.eval);
     let (ceilings, world_stats) = world_scores(run.world.as_ref(), &data.eval);
     let mut metrics = Vec::new();
     let mut codes = Vec::new();
@@ -102,6 +113,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let reference = run.load.as_ref().map(|load| {
         crate::baselines::add_nmi_nulls(&mut metrics, &codes, scenario.data.seed);
         crate::baselines::RealReference::new(&run.data, load)
+            .with_pretrained(&run.data, pretrained.then_some((&train_refs, &eval_refs)))
     });
     write_metrics(&out.join("metrics.csv"), &metrics)?;
     let summary = crate::report::run_summary_with(&scenario, &metrics, reference.as_ref());

@@ -529,9 +529,16 @@ impl<B: AutodiffBackend> RunOn<B> {
         );
         let total = data.train.len() + data.val.len() + data.eval.len();
         let mut scored = 0;
-        let mut refs = |pairs: &[crate::data::PreferencePair]| {
-            let cache =
-                ReferenceCache::compute_with_progress(&reference, pairs, data.separator(), |n| {
+        // A pretrained policy's training and held-out pairs also keep their responses'
+        // features, for the linear-probe baseline (`baselines::probe_baseline`).
+        let pretrained = matches!(start, Policy::Pretrained(_));
+        let mut refs = |pairs: &[crate::data::PreferencePair], features: bool| {
+            let cache = ReferenceCache::compute_with_progress(
+                &reference,
+                pairs,
+                data.separator(),
+                features,
+                |n| {
                     if n < pairs.len() {
                         note(&format!(
                             "{}: reference log-probs {}/{total} pairs, {:.0}s",
@@ -540,13 +547,14 @@ impl<B: AutodiffBackend> RunOn<B> {
                             ref_clock.elapsed().as_secs_f64()
                         ));
                     }
-                });
+                },
+            );
             scored += pairs.len();
             cache
         };
-        let train_refs = refs(&data.train);
-        let val_refs = refs(&data.val);
-        let eval_refs = refs(&data.eval);
+        let train_refs = refs(&data.train, pretrained);
+        let val_refs = refs(&data.val, false);
+        let eval_refs = refs(&data.eval, pretrained);
         drop(ticker);
         note(&format!(
             "{}: reference log-probs in {:.1}s",
@@ -648,9 +656,16 @@ impl<B: AutodiffBackend> RunOn<B> {
             crate::baselines::add_nmi_nulls(&mut metrics, &codes, seed);
         }
         // A pretrained policy's own preference is a baseline; a warmed-up scratch policy's is not.
-        let zero_shot = matches!(start, Policy::Pretrained(_)).then_some(&eval_refs);
+        let pretrained_refs = pretrained.then_some((&train_refs, &eval_refs));
         write_outputs(
-            scenario, &run, out_dir, &metrics, &curves, &codes, &steering, zero_shot,
+            scenario,
+            &run,
+            out_dir,
+            &metrics,
+            &curves,
+            &codes,
+            &steering,
+            pretrained_refs,
         )?;
         // Wall-clock times are the one non-reproducible output, so they live in their own file.
         write_rows(&out_dir.join("timing.csv"), &timing, WhenEmpty::Nothing)?;
@@ -754,6 +769,7 @@ pub fn score_model<B: Backend>(
             let sub_refs = ReferenceCache {
                 chosen: train_refs.chosen[..n].to_vec(),
                 rejected: train_refs.rejected[..n].to_vec(),
+                features: None,
             };
             let sub_pool = ContextPool::new(&data.train, sub, true, method.context);
             let res = train::evaluate(
@@ -1028,7 +1044,8 @@ pub fn steering_table<B: Backend>(
         .collect()
 }
 
-/// Write every result file atomically.
+/// Write every result file atomically. `pretrained_refs`: a pretrained policy's training and
+/// held-out reference caches, for the baselines that read them.
 #[allow(clippy::too_many_arguments)]
 fn write_outputs(
     scenario: &Scenario,
@@ -1038,7 +1055,7 @@ fn write_outputs(
     curves: &[CurveRow],
     codes: &[CodeRow],
     steering: &[SteeringRow],
-    zero_shot: Option<&ReferenceCache>,
+    pretrained_refs: Option<(&ReferenceCache, &ReferenceCache)>,
 ) -> Result<()> {
     results::write_atomic(
         &out_dir.join("scenario.resolved.toml"),
@@ -1063,16 +1080,8 @@ fn write_outputs(
     write_rows(&out_dir.join("codes.csv"), codes, WhenEmpty::Header)?;
     write_rows(&out_dir.join("steering.csv"), steering, WhenEmpty::Header)?;
     let reference = run.load.as_ref().map(|load| {
-        let mut r = crate::baselines::RealReference::new(&run.data, load);
-        if let Some(z) = zero_shot {
-            r.baselines.extend(crate::baselines::zero_shot_baselines(
-                &run.data.eval,
-                &z.chosen,
-                &z.rejected,
-                &run.data.group_names,
-            ));
-        }
-        r
+        crate::baselines::RealReference::new(&run.data, load)
+            .with_pretrained(&run.data, pretrained_refs)
     });
     if let (Some(load), Some(r)) = (&run.load, &reference) {
         results::write_atomic(&out_dir.join("load.md"), load.to_markdown().as_bytes())?;

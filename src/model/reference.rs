@@ -137,10 +137,39 @@ pub fn score_responses_with_progress<B: Backend>(
     policy: &Policy<B>,
     seqs: &[(Vec<u32>, Vec<u32>)],
     separator: u32,
-    mut progress: impl FnMut(usize),
+    progress: impl FnMut(usize),
 ) -> Vec<f64> {
+    score_and_pool(policy, seqs, separator, false, progress).sums
+}
+
+/// What [`score_and_pool`] returns, one entry per sequence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponseScores {
+    /// Summed response log-probs `log pi(y|x)`.
+    pub sums: Vec<f64>,
+    /// The response's mean final hidden state (`[d]` each), when asked for.
+    pub pooled: Option<Vec<Vec<f32>>>,
+}
+
+/// [`score_responses_with_progress`], and with `pool` also each response's features from the
+/// same pass: the mean of the final hidden states (after the final norm) at the positions that
+/// have read a response token,
+///
+/// ```text
+/// pooled[b] = (1 / R_b) sum_{i < R_b} h[b, P_b + 1 + i]      (R_b = 0: h[b, P_b], the separator)
+/// ```
+///
+/// where `P_b` is the prompt's length (the separator sits at `P_b`).
+pub fn score_and_pool<B: Backend>(
+    policy: &Policy<B>,
+    seqs: &[(Vec<u32>, Vec<u32>)],
+    separator: u32,
+    pool: bool,
+    mut progress: impl FnMut(usize),
+) -> ResponseScores {
     let device = policy.device();
-    let mut out = Vec::with_capacity(seqs.len());
+    let mut sums = Vec::with_capacity(seqs.len());
+    let mut pooled: Option<Vec<Vec<f32>>> = pool.then(|| Vec::with_capacity(seqs.len()));
     // One shape per call: every chunk has `rows` rows, the last one padded with copies of its
     // last sequence whose scores are dropped (rows are independent, so they change nothing).
     let rows = chunk_rows(seqs.len(), SCORE_CHUNK);
@@ -153,10 +182,55 @@ pub fn score_responses_with_progress<B: Backend>(
         borrowed.resize(rows, last);
         let batch = SeqBatch::<B>::new(&borrowed, separator, &device);
         let hidden = policy.hidden(batch.ids.clone());
+        if let Some(out) = pooled.as_mut() {
+            out.extend(mean_response_states(hidden.clone(), chunk, batch.seq_len));
+        }
         let sum = policy.log_probs(hidden, &batch, None).sum;
         let values = sum.into_data().convert::<f64>();
-        out.extend(values.iter::<f64>().take(chunk.len()));
-        progress(out.len());
+        sums.extend(values.iter::<f64>().take(chunk.len()));
+        progress(sums.len());
+    }
+    ResponseScores { sums, pooled }
+}
+
+/// The pooled states of [`score_and_pool`] for the first `seqs.len()` rows of `hidden`
+/// (`[rows, L, d]`, built from `seqs` by [`SeqBatch::new`] with sequence length `seq_len`).
+fn mean_response_states<B: Backend>(
+    hidden: Tensor<B, 3>,
+    seqs: &[(Vec<u32>, Vec<u32>)],
+    seq_len: usize,
+) -> Vec<Vec<f32>> {
+    let d = hidden.dims()[2];
+    let mut idx: Vec<i64> = Vec::new();
+    let mut counts = Vec::with_capacity(seqs.len());
+    for (b, (p, r)) in seqs.iter().enumerate() {
+        let sep = b * seq_len + p.len();
+        if r.is_empty() {
+            idx.push(sep as i64);
+        } else {
+            idx.extend((1..=r.len()).map(|i| (sep + i) as i64));
+        }
+        counts.push(r.len().max(1));
+    }
+    let n = idx.len();
+    let rows = Tensor::<B, 1, burn::tensor::Int>::from_data(
+        burn::tensor::TensorData::new(idx, [n]),
+        &hidden.device(),
+    );
+    let states = super::backbone::gather_rows(hidden, rows).into_data();
+    let states = states.convert::<f32>();
+    let flat = states.as_slice::<f32>().expect("f32 data after convert");
+    let mut out = Vec::with_capacity(seqs.len());
+    let mut at = 0;
+    for c in counts {
+        let mut acc = vec![0.0f64; d];
+        for row in flat[at * d..(at + c) * d].chunks_exact(d) {
+            for (a, v) in acc.iter_mut().zip(row) {
+                *a += *v as f64;
+            }
+        }
+        out.push(acc.iter().map(|a| (a / c as f64) as f32).collect());
+        at += c;
     }
     out
 }
@@ -279,6 +353,62 @@ mod tests {
         );
         assert!(kl_after < 0.5 * kl_before, "kl {kl_before} -> {kl_after}");
         assert!(kl_after < 4.0 * 0.05, "kl {kl_after}");
+    }
+
+    /// Oracle: each sequence alone, in a batch of one at its own length, read straight from
+    /// `Policy::hidden` at positions `P + 1 ..= P + R` (the separator at `P` for an empty
+    /// response) and averaged; the sums equal `score_responses`. 600 sequences make two chunks
+    /// of `SCORE_CHUNK`, the second padded.
+    #[test]
+    fn pooled_features_are_the_mean_states_that_read_the_response() {
+        let _rng = crate::rng::backend_rng_lock();
+        let device = Default::default();
+        CpuBackend::seed(&device, 5);
+        let policy = PolicyConfig::new(5, 12, 8, 1, 2, 16).init::<CpuBackend>(&device);
+        let mut rng = stream(2, "pool");
+        let seqs: Vec<(Vec<u32>, Vec<u32>)> = (0..600)
+            .map(|_| {
+                let mut tokens = |max: usize| -> Vec<u32> {
+                    let n = rng.random_range(0..max);
+                    (0..n).map(|_| rng.random_range(0..4u32)).collect()
+                };
+                let p = tokens(5);
+                (p, tokens(6))
+            })
+            .collect();
+        assert!(seqs.iter().any(|(_, r)| r.is_empty()));
+        let scored = score_and_pool(&policy, &seqs, 4, true, |_| {});
+        assert_eq!(scored.sums, score_responses(&policy, &seqs, 4));
+        let pooled = scored.pooled.expect("asked for");
+        assert_eq!(pooled.len(), seqs.len());
+        for ((p, r), got) in seqs.iter().zip(&pooled).step_by(7) {
+            let batch = SeqBatch::<CpuBackend>::new(&[(p.as_slice(), r.as_slice())], 4, &device);
+            let hidden = policy
+                .hidden(batch.ids.clone())
+                .into_data()
+                .convert::<f32>();
+            let h = hidden.as_slice::<f32>().unwrap();
+            let d = 8;
+            let positions: Vec<usize> = if r.is_empty() {
+                vec![p.len()]
+            } else {
+                (p.len() + 1..=p.len() + r.len()).collect()
+            };
+            for j in 0..d {
+                let want =
+                    positions.iter().map(|&t| h[t * d + j]).sum::<f32>() / positions.len() as f32;
+                assert!(
+                    (got[j] - want).abs() < 1e-5,
+                    "{p:?} {r:?} dim {j}: {} vs {want}",
+                    got[j]
+                );
+            }
+        }
+        assert!(
+            score_and_pool(&policy, &seqs, 4, false, |_| {})
+                .pooled
+                .is_none()
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::model::head::{KlInputs, LatentHead, PairReads};
 use crate::model::latent::{
     LatentHeads, mean_pool_groups, pool_context, posterior_features, posterior_features_mean,
 };
-use crate::model::reference::score_responses_with_progress;
+use crate::model::reference::score_and_pool;
 use crate::objective::{LogpForm, Lpc, Objective, PairLogps, PreferenceObjective};
 use crate::rng::{SeededRng, derive_seed, stream};
 use crate::scenario::{
@@ -128,6 +128,18 @@ pub struct ReferenceCache {
     pub chosen: Vec<f64>,
     /// `log pi_ref(rejected | prompt)` per pair.
     pub rejected: Vec<f64>,
+    /// Each response's mean final hidden state under the reference, when asked for
+    /// ([`crate::model::score_and_pool`]): the features of [`crate::probe`].
+    pub features: Option<PairFeatures>,
+}
+
+/// Per-pair feature vectors of the chosen and rejected responses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairFeatures {
+    /// Features of each pair's chosen response.
+    pub chosen: Vec<Vec<f32>>,
+    /// Features of each pair's rejected response.
+    pub rejected: Vec<Vec<f32>>,
 }
 
 impl ReferenceCache {
@@ -137,14 +149,16 @@ impl ReferenceCache {
         pairs: &[PreferencePair],
         separator: u32,
     ) -> Self {
-        Self::compute_with_progress(reference, pairs, separator, |_| {})
+        Self::compute_with_progress(reference, pairs, separator, false, |_| {})
     }
 
-    /// [`ReferenceCache::compute`], calling `progress(pairs scored so far)` after each pass.
+    /// [`ReferenceCache::compute`], with the responses' pooled features when `features` is set,
+    /// calling `progress(pairs scored so far)` after each pass.
     pub fn compute_with_progress<B: Backend>(
         reference: &Policy<B>,
         pairs: &[PreferencePair],
         separator: u32,
+        features: bool,
         mut progress: impl FnMut(usize),
     ) -> Self {
         // Each pair's chosen and rejected sequences side by side in one pass, so a pretrained
@@ -158,11 +172,21 @@ impl ReferenceCache {
                 ]
             })
             .collect();
-        let scores =
-            score_responses_with_progress(reference, &seqs, separator, |n| progress(n / 2));
+        let scores = score_and_pool(reference, &seqs, separator, features, |n| progress(n / 2));
+        let split =
+            |v: &[f64], at: usize| -> Vec<f64> { v.iter().skip(at).step_by(2).copied().collect() };
         ReferenceCache {
-            chosen: scores.iter().step_by(2).copied().collect(),
-            rejected: scores.iter().skip(1).step_by(2).copied().collect(),
+            chosen: split(&scores.sums, 0),
+            rejected: split(&scores.sums, 1),
+            features: scores.pooled.map(|f| {
+                let mut it = f.into_iter();
+                let (mut chosen, mut rejected) = (Vec::new(), Vec::new());
+                while let (Some(c), Some(r)) = (it.next(), it.next()) {
+                    chosen.push(c);
+                    rejected.push(r);
+                }
+                PairFeatures { chosen, rejected }
+            }),
         }
     }
 }
@@ -1142,6 +1166,7 @@ mod tests {
         let swapped_refs = ReferenceCache {
             chosen: val_refs.rejected.clone(),
             rejected: val_refs.chosen.clone(),
+            features: None,
         };
         let other = run(&swapped_val, &swapped_refs);
         assert_ne!(base.1, other.1, "validation labels must matter");

@@ -44,7 +44,8 @@ pub struct Probe {
 
 impl Probe {
     /// Train a probe on the training pairs' feature differences `f(y_w) - f(y_l)` (all of one
-    /// length): scale, cross-validate lambda, refit on every pair. `None` without pairs.
+    /// length): scale, cross-validate lambda, refit on every pair. `None` without pairs. With
+    /// fewer pairs than folds there is no cross-validation and lambda is the grid's middle, 10.
     pub fn train(diffs: &[Vec<f64>]) -> Option<Probe> {
         let d = diffs.first()?.len();
         let scale: Vec<f64> = (0..d)
@@ -372,5 +373,9 @@ mod tests {
         let b: Vec<f32> = (0..20).map(|i| 1.0 - i as f32 * 0.05).collect();
         assert_eq!(probe.margin(&a, &b), -probe.margin(&b, &a));
         assert!(Probe::train(&[]).is_none());
+        // Fewer pairs than folds: no cross-validation, the grid's middle.
+        let few = Probe::train(&train[..FOLDS - 1]).unwrap();
+        assert_eq!(few.lambda, 10.0);
+        assert!(few.cv_loss.iter().all(|l| l.is_nan()));
     }
 }

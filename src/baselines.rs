@@ -400,15 +400,22 @@ pub fn probe_baseline(
             ))
         },
     );
+    let chosen_by = if probe.cv_loss.iter().any(|l| l.is_finite()) {
+        format!(
+            "chosen by {}-fold cross-validation on them",
+            crate::probe::FOLDS
+        )
+    } else {
+        "fixed: too few pairs to cross-validate".to_string()
+    };
     Baseline {
         name,
         rule: format!(
             "a reward linear in the pretrained model's mean final hidden state over the \
              response (Bradley-Terry, no bias), fitted to the {} training pairs; L2 weight {} \
-             chosen by {}-fold cross-validation on them",
+             {chosen_by}",
             diffs.len(),
             probe.lambda,
-            crate::probe::FOLDS
         ),
         overall,
         per_group,
@@ -868,7 +875,21 @@ mod tests {
             vec![Score::Value(2.5 / 3.0), Score::Value(0.0)]
         );
         assert_eq!(b.overall, Score::Value(2.5 / 5.0));
-        assert!(b.rule.contains("40 training pairs"), "{}", b.rule);
+        assert!(
+            b.rule.contains("40 training pairs") && b.rule.contains("cross-validation"),
+            "{}",
+            b.rule
+        );
+        let few = crate::train::PairFeatures {
+            chosen: train.chosen[..3].to_vec(),
+            rejected: train.rejected[..3].to_vec(),
+        };
+        let b3 = probe_baseline(&few, &eval_pairs, &eval, &names);
+        assert!(
+            b3.rule.contains("L2 weight 10 fixed: too few pairs"),
+            "{}",
+            b3.rule
+        );
         let none = probe_baseline(
             &crate::train::PairFeatures {
                 chosen: vec![],

@@ -446,6 +446,30 @@ fn shipped_scenarios_validate_and_plan() {
     }
 }
 
+/// Every shipped single-run scenario (sweep files aside) resolves to a `scenario.resolved.toml`
+/// that loads again and resolves to itself: `lpc-bench eval` reloads that file. Oracle: the
+/// validation rules themselves (a resolved pretrained scenario once named its tokenizer, which
+/// `data.tokenizer must be left unset with model.pretrained` refuses).
+#[test]
+fn shipped_scenarios_resolve_to_files_that_load_again() {
+    let mut checked = 0;
+    for (path, bytes) in corpus() {
+        let text = text_of(bytes.clone()).unwrap();
+        if text.contains("[sweep]") {
+            continue;
+        }
+        let stem = path.file_stem().unwrap().to_string_lossy();
+        let resolved = Scenario::from_file_text(&text, &stem)
+            .and_then(|s| s.to_toml())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let again = Scenario::from_toml_str(&resolved, "x")
+            .unwrap_or_else(|e| panic!("{}: resolved file refused: {e}", path.display()));
+        assert_eq!(again.to_toml().unwrap(), resolved, "{}", path.display());
+        checked += 1;
+    }
+    assert!(checked >= 20, "{checked} scenarios");
+}
+
 /// Deep nesting and very long lines do not overflow the stack or take long.
 #[test]
 fn pathological_toml_is_a_clean_error() {

@@ -62,8 +62,7 @@ pub use latent::{
 pub use llama::{Llama, LlamaConfig};
 pub use pretrained::{PretrainedPolicy, Trainable};
 pub use reference::{
-    Reference, ResponseScores, kl_ref_to_policy, score_and_pool, score_responses,
-    score_responses_with_progress, warmup,
+    Reference, ResponseScores, kl_ref_to_policy, score_and_pool, score_responses, warmup,
 };
 pub use sampling::sample_responses;
 

@@ -129,17 +129,7 @@ pub fn score_responses<B: Backend>(
     seqs: &[(Vec<u32>, Vec<u32>)],
     separator: u32,
 ) -> Vec<f64> {
-    score_responses_with_progress(policy, seqs, separator, |_| {})
-}
-
-/// [`score_responses`], calling `progress(sequences scored so far)` after each chunk.
-pub fn score_responses_with_progress<B: Backend>(
-    policy: &Policy<B>,
-    seqs: &[(Vec<u32>, Vec<u32>)],
-    separator: u32,
-    progress: impl FnMut(usize),
-) -> Vec<f64> {
-    score_and_pool(policy, seqs, separator, false, progress).sums
+    score_and_pool(policy, seqs, separator, false, |_| {}).sums
 }
 
 /// What [`score_and_pool`] returns, one entry per sequence.
@@ -151,9 +141,9 @@ pub struct ResponseScores {
     pub pooled: Option<Vec<Vec<f32>>>,
 }
 
-/// [`score_responses_with_progress`], and with `pool` also each response's features from the
-/// same pass: the mean of the final hidden states (after the final norm) at the positions that
-/// have read a response token,
+/// [`score_responses`], calling `progress(sequences scored so far)` after each chunk, and with
+/// `pool` also each response's features from the same pass: the mean of the final hidden
+/// states (after the final norm) at the positions that have read a response token,
 ///
 /// ```text
 /// pooled[b] = (1 / R_b) sum_{i < R_b} h[b, P_b + 1 + i]      (R_b = 0: h[b, P_b], the separator)

@@ -10,13 +10,21 @@
 //! scores the validation pairs (never the held-out ones) after one step along it:
 //! - `gd`: `theta - a G / rms(G)` (gradient descent, scaled so `a` is the root-mean-square
 //!   movement per trainable coordinate);
-//! - `sign`: `theta - a sign(G)` (Adam's first step on a full batch: `m / sqrt(v) = sign(G)`);
+//! - `sign`: `theta - a sign(G)` (Adam's first step on a full batch, `m / sqrt(v) = sign(G)`,
+//!   up to the project's Adam epsilon of 1e-8: `G / (|G| + 1e-8)`);
 //!
 //! for each `a` of the comma-separated GD_STEPS (default `1e-6,1e-5,1e-4,1e-3`) and SIGN_STEPS
 //! (default `1e-5,1e-4,1e-3`), and `a = 0`, with the loss on the first 256 training pairs
 //! (which are among those `G` is taken over) as a check that the step descends. Beside them:
 //! the linear probe on the frozen features (`lpc_bench::probe`) and its infinite-L2 limit, the
-//! centroid `w = sum_i (f_w - f_l) / s`, on the same validation pairs. Rows go to OUT.csv.
+//! centroid `w = sum_i (f_w - f_l) / s`, on the same validation pairs. Rows go to OUT.csv;
+//! `corr_with_probe` is the Pearson correlation of a row's validation margins with the
+//! probe's (NaN for `a = 0`, where every margin is 0). The root-mean-square of `G` and the
+//! number of coordinates it moves are printed to stderr.
+//!
+//! `G` is read as the difference that one plain SGD step of learning rate 1 makes to the f32
+//! parameters, so a coordinate whose gradient is below half the rounding step of its value
+//! reads as 0 (and does not move in the `sign` step, where Adam would move it).
 
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer, SgdConfig};
@@ -25,12 +33,13 @@ use burn::tensor::{Tensor, TensorData};
 use lpc_bench::data::batch::{FixedShape, fix_shapes};
 use lpc_bench::data::context::ContextPool;
 use lpc_bench::experiment::{RunOptions, initial_policy, load_data};
+use lpc_bench::metrics::{margin_prediction, preference_credit};
 use lpc_bench::model::CodeChoice;
 use lpc_bench::probe::Probe;
 use lpc_bench::rng::stream;
 use lpc_bench::scenario::Scenario;
 use lpc_bench::train::{
-    MethodContext, MethodModel, PairFeatures, ReferenceCache, evaluate, forward_pairs, pair_loss,
+    MethodContext, MethodModel, ReferenceCache, evaluate, forward_pairs, pair_loss,
 };
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -76,29 +85,10 @@ fn params<Bk: Backend, M: Module<Bk>>(m: &M) -> HashMap<ParamId, Vec<f32>> {
     c.0
 }
 
-fn diffs(f: &PairFeatures) -> Vec<Vec<f64>> {
-    f.chosen
-        .iter()
-        .zip(&f.rejected)
-        .map(|(c, r)| {
-            c.iter()
-                .zip(r)
-                .map(|(a, b)| *a as f64 - *b as f64)
-                .collect()
-        })
-        .collect()
-}
-
+/// Accuracy of margins against "chosen wins" (a tie counts 1/2), as the run scores it.
 fn accuracy(margins: &[f64]) -> f64 {
-    let credit: f64 = margins
-        .iter()
-        .map(|m| match m.partial_cmp(&0.0) {
-            Some(std::cmp::Ordering::Greater) => 1.0,
-            Some(std::cmp::Ordering::Equal) => 0.5,
-            _ => 0.0,
-        })
-        .sum();
-    credit / margins.len() as f64
+    let credit = |m: &f64| preference_credit(margin_prediction(*m), 1.0);
+    margins.iter().map(credit).sum::<f64>() / margins.len() as f64
 }
 
 fn pearson(a: &[f64], b: &[f64]) -> f64 {
@@ -160,7 +150,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         train_refs.features.as_ref().ok_or(no_features)?,
         val_refs.features.as_ref().ok_or(no_features)?,
     );
-    let train_diffs = diffs(train_f);
+    let train_diffs = train_f.diffs();
     let probe = Probe::train(&train_diffs).ok_or("no training pairs")?;
     let probe_margins: Vec<f64> = (0..data.val.len())
         .map(|i| probe.margin(&val_f.chosen[i], &val_f.rejected[i]))
@@ -237,6 +227,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     let count: usize = neg_g.values().map(Vec::len).sum();
+    if count == 0 {
+        return Err("no trainable parameter has a gradient: nothing to step along".into());
+    }
     let rms = (neg_g
         .values()
         .flatten()
@@ -271,7 +264,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .iter()
                     .map(|x| match direction {
                         "gd" => (a * *x as f64 / rms) as f32,
-                        _ => (a * x.signum() as f64) as f32 * (*x != 0.0) as u8 as f32,
+                        _ if *x == 0.0 => 0.0,
+                        _ => a.copysign(*x as f64) as f32,
                     })
                     .collect();
                 (*id, s)

@@ -368,17 +368,7 @@ pub fn probe_baseline(
     group_names: &[String],
 ) -> Baseline {
     let name = "linear probe on frozen features (train)";
-    let diffs: Vec<Vec<f64>> = train
-        .chosen
-        .iter()
-        .zip(&train.rejected)
-        .map(|(c, r)| {
-            c.iter()
-                .zip(r)
-                .map(|(a, b)| *a as f64 - *b as f64)
-                .collect()
-        })
-        .collect();
+    let diffs = train.diffs();
     let Some(probe) = Probe::train(&diffs) else {
         return Baseline {
             name,

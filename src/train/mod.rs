@@ -142,6 +142,22 @@ pub struct PairFeatures {
     pub rejected: Vec<Vec<f32>>,
 }
 
+impl PairFeatures {
+    /// Each pair's feature difference `f(y_w) - f(y_l)`, in f64: what [`crate::probe`] fits.
+    pub fn diffs(&self) -> Vec<Vec<f64>> {
+        self.chosen
+            .iter()
+            .zip(&self.rejected)
+            .map(|(c, r)| {
+                c.iter()
+                    .zip(r)
+                    .map(|(a, b)| *a as f64 - *b as f64)
+                    .collect()
+            })
+            .collect()
+    }
+}
+
 impl ReferenceCache {
     /// Score every pair with the frozen reference.
     pub fn compute<B: Backend>(

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod commands;
 pub mod data;
 pub mod device;
+pub mod direction;
 pub mod error;
 pub mod evaluate;
 pub mod experiment;

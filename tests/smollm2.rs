@@ -502,18 +502,11 @@ fn the_estimate_of_a_pretrained_scenario_tracks_measured_peaks() {
     }
 }
 
-/// A tiny pretrained run end to end, then `lpc-bench eval` of its folder: both summaries carry
-/// the three baselines that read the pretrained model, with the same held-out accuracies (the
-/// rescoring rebuilds the same pairs and the same reference, so the probe is refitted to the
-/// same features). Oracle: `run` and `eval` compute them independently from the checkpoint.
-#[test]
-fn a_pretrained_run_and_its_rescoring_report_the_model_baselines() {
-    let Some(model) = model_path() else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
+/// A tiny pretrained DPO scenario (24 training pairs, the last block training) written into
+/// `dir`, and its path.
+fn tiny_scenario(dir: &Path, model: &Path) -> PathBuf {
     let data = root().join("data/hh-rlhf");
-    let scenario = dir.path().join("tiny.toml");
+    let scenario = dir.join("tiny.toml");
     std::fs::write(
         &scenario,
         format!(
@@ -547,6 +540,20 @@ method = "dpo"
         ),
     )
     .unwrap();
+    scenario
+}
+
+/// A tiny pretrained run end to end, then `lpc-bench eval` of its folder: both summaries carry
+/// the three baselines that read the pretrained model, with the same held-out accuracies (the
+/// rescoring rebuilds the same pairs and the same reference, so the probe is refitted to the
+/// same features). Oracle: `run` and `eval` compute them independently from the checkpoint.
+#[test]
+fn a_pretrained_run_and_its_rescoring_report_the_model_baselines() {
+    let Some(model) = model_path() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = tiny_scenario(dir.path(), &model);
     let out = dir.path().join("run");
     let exe = env!("CARGO_BIN_EXE_lpc-bench");
     let status = |args: &[&str]| {
@@ -587,4 +594,35 @@ method = "dpo"
         "{}",
         ran[2]
     );
+}
+
+/// Pilot 9's measurement (`lpc_bench::direction`) on the tiny scenario, with its oracles: at
+/// a = 0 the policy is pi_ref, so every margin is exactly 0 (accuracy 1/2, DPO loss ln 2 on
+/// both sets); a small step against the gradient lowers the loss on the training pairs the
+/// gradient was taken over (first-order descent: -G·G < 0, and -sign(G)·G < 0).
+#[test]
+fn a_small_step_against_the_full_batch_dpo_gradient_descends() {
+    use lpc_bench::direction::{StepKind, first_steps};
+    let Some(model) = model_path() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = lpc_bench::scenario::Scenario::load(&tiny_scenario(dir.path(), &model)).unwrap();
+    let found = first_steps(&scenario, &[1e-6, 1e-5], &[1e-5], &|_| {}).unwrap();
+    let kinds: Vec<StepKind> = found.rows.iter().map(|r| r.kind).collect();
+    use StepKind::*;
+    assert_eq!(kinds, [Probe, Centroid, None, Gd, Gd, Sign]);
+    assert!(found.coordinates > 0 && found.rms > 0.0, "{found:?}");
+    let ln2 = std::f64::consts::LN_2;
+    let none = &found.rows[2];
+    assert_eq!(none.val_accuracy, 0.5, "{none:?}");
+    assert_eq!(none.mean_abs_val_margin, Some(0.0), "{none:?}");
+    for loss in [none.val_loss, none.train_loss] {
+        // The loss is computed in f32: ln 2 to f32's rounding (a relative 6e-8).
+        assert!((loss.unwrap() - ln2).abs() < 1e-7, "{none:?}");
+    }
+    for row in &found.rows[3..] {
+        assert!(row.train_loss.unwrap() < ln2, "no descent: {row:?}");
+        assert!(row.mean_abs_val_margin.unwrap() > 0.0, "{row:?}");
+    }
 }
